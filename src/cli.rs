@@ -1,0 +1,669 @@
+//! The `annals` command line: `serve`, and a client subcommand for every
+//! query. Client output is an aligned table by default, proto3 JSON with
+//! `--json`.
+
+use crate::client::{Client, EventQuery, DEFAULT_SERVER};
+use crate::json::{to_json, Named};
+use crate::proto;
+use crate::server::{Config, Server};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "annals",
+    version,
+    about = "An event-sourced timeline database: what held at any time, as known at any point of the log."
+)]
+pub struct Cli {
+    /// Server to query (client commands).
+    #[arg(long, global = true, env = "ANNALS_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Print proto3 JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the gRPC API (seeding the article's events into an empty log).
+    Serve {
+        #[arg(long, env = "ANNALS_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
+        data_dir: PathBuf,
+        /// Do not append the built-in data set to an empty log.
+        #[arg(long, env = "ANNALS_NO_SEED")]
+        no_seed: bool,
+        /// sled page cache, in MiB.
+        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
+        cache_mb: u64,
+    },
+    /// An entity with its attributes and relations at a time.
+    Entity {
+        /// Entity id or alias (e.g. DPRK).
+        id: String,
+        /// Valid time (1950, 2023-09, 2024-04-13, RFC 3339); default: now.
+        #[arg(long, default_value = "")]
+        at: String,
+        /// Only what the log knew at this seq (0: everything).
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+    },
+    /// Entities by type and name prefix.
+    Entities {
+        /// COUNTRY, PERSON, ORGANIZATION, PLACE or OTHER.
+        #[arg(long = "type", default_value = "")]
+        entity_type: String,
+        #[arg(long, default_value = "")]
+        query: String,
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+    },
+    /// Relations active at a time (of an entity, or the whole graph).
+    Relations {
+        entity: Option<String>,
+        /// Only relations with this counterpart.
+        #[arg(long = "with", default_value = "")]
+        counterpart: String,
+        #[arg(long, default_value = "")]
+        kind: String,
+        #[arg(long, default_value = "")]
+        at: String,
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+    },
+    /// Every interval of the relations between two entities.
+    History {
+        a: String,
+        b: Option<String>,
+        #[arg(long, default_value = "")]
+        kind: String,
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+    },
+    /// Events overlapping a valid-time window, in valid-time order.
+    Events {
+        #[arg(long, default_value = "")]
+        entity: String,
+        #[arg(long, default_value = "")]
+        kind: String,
+        #[arg(long, default_value = "")]
+        from: String,
+        #[arg(long, default_value = "")]
+        to: String,
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+        #[arg(long)]
+        newest_first: bool,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// One event by id.
+    Event { id: String },
+    /// What changed between two times.
+    Diff {
+        #[arg(long, default_value = "")]
+        from: String,
+        #[arg(long, default_value = "")]
+        to: String,
+        #[arg(long, default_value = "")]
+        entity: String,
+        #[arg(long, default_value_t = 0)]
+        as_of: u64,
+    },
+    /// The raw log in seq order.
+    Log {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        reverse: bool,
+    },
+    /// Follow the log: what is recorded from --from, then live.
+    Tail {
+        /// First seq (0: only what comes next).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value = "")]
+        entity: String,
+        #[arg(long, default_value = "")]
+        kind: String,
+        /// Stop after this many entries (0: never).
+        #[arg(long, default_value_t = 0)]
+        count: usize,
+    },
+    /// Append events from a file of proto3 JSON lines ("-" for stdin).
+    Append {
+        file: PathBuf,
+        /// Events per Append call; each call is atomic.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Refuse unless the log ends at this seq (first batch only).
+        #[arg(long)]
+        expected_last_seq: Option<u64>,
+    },
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Outcome = Result<(), String>;
+
+fn status_text(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn execute(cli: Cli) -> Outcome {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        no_seed,
+        cache_mb,
+    } = cli.command
+    {
+        let config = Config {
+            listen,
+            data_dir,
+            seed: !no_seed,
+            cache_bytes: cache_mb * 1024 * 1024,
+        };
+        return serve(config).await;
+    }
+    let mut client = Client::connect(&cli.server)
+        .await
+        .map_err(|error| format!("cannot reach {}: {error}", cli.server))?;
+    let json = cli.json;
+    match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Entity { id, at, as_of } => {
+            let response = client.entity(&id, &at, as_of).await.map_err(status_text)?;
+            if json {
+                return print_json(&response);
+            }
+            print_entity(&response);
+        }
+        Command::Entities {
+            entity_type,
+            query,
+            as_of,
+        } => {
+            let entity_type = parse_entity_type(&entity_type)?;
+            let entities = client
+                .entities(entity_type, &query, as_of)
+                .await
+                .map_err(status_text)?;
+            if json {
+                return print_json(&proto::ListEntitiesResponse {
+                    entities,
+                    next_page_token: String::new(),
+                });
+            }
+            let rows = entities
+                .iter()
+                .map(|entity| {
+                    vec![
+                        entity.id.clone(),
+                        entity.name.clone(),
+                        type_name(entity.r#type),
+                        entity.aliases.join(", "),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "NAME", "TYPE", "ALIASES"], rows);
+        }
+        Command::Relations {
+            entity,
+            counterpart,
+            kind,
+            at,
+            as_of,
+        } => {
+            let entity = entity.unwrap_or_default();
+            let relations = client
+                .relations(&entity, &counterpart, &kind, &at, as_of)
+                .await
+                .map_err(status_text)?;
+            if json {
+                return print_json(&proto::ListRelationsResponse {
+                    relations,
+                    next_page_token: String::new(),
+                });
+            }
+            print_relations(&relations);
+        }
+        Command::History { a, b, kind, as_of } => {
+            let b = b.unwrap_or_default();
+            let intervals = client
+                .history(&a, &b, &kind, as_of)
+                .await
+                .map_err(status_text)?;
+            if json {
+                return print_json(&proto::RelationHistoryResponse { intervals });
+            }
+            let rows = intervals
+                .iter()
+                .map(|interval| {
+                    vec![
+                        interval.kind.clone(),
+                        between(&interval.a, &interval.b, interval.directed),
+                        interval.from.clone(),
+                        if interval.to.is_empty() {
+                            "(active)".into()
+                        } else {
+                            interval.to.clone()
+                        },
+                        interval.begun_by.clone(),
+                        interval.ended_by.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["KIND", "BETWEEN", "FROM", "TO", "BEGUN BY", "ENDED BY"],
+                rows,
+            );
+        }
+        Command::Events {
+            entity,
+            kind,
+            from,
+            to,
+            as_of,
+            newest_first,
+            limit,
+        } => {
+            let query = EventQuery {
+                entity,
+                kind,
+                from,
+                to,
+                as_of_seq: as_of,
+                newest_first,
+                limit,
+            };
+            let entries = client.events(&query).await.map_err(status_text)?;
+            if json {
+                return print_json(&proto::ListEventsResponse {
+                    entries,
+                    next_page_token: String::new(),
+                });
+            }
+            print_entries(&entries);
+        }
+        Command::Event { id } => {
+            let entry = client.event(&id).await.map_err(status_text)?;
+            return print_json(&entry);
+        }
+        Command::Diff {
+            from,
+            to,
+            entity,
+            as_of,
+        } => {
+            let changes = client
+                .diff(&from, &to, &entity, as_of)
+                .await
+                .map_err(status_text)?;
+            if json {
+                return print_json(&proto::DiffResponse { changes });
+            }
+            print_diff(&changes);
+        }
+        Command::Log {
+            from,
+            limit,
+            reverse,
+        } => {
+            let response = client
+                .read_log(from, limit, reverse)
+                .await
+                .map_err(status_text)?;
+            if json {
+                return print_json(&response);
+            }
+            print_entries(&response.entries);
+            if response.next_seq > 0 {
+                println!(
+                    "(more from seq {}; last seq {})",
+                    response.next_seq, response.last_seq
+                );
+            }
+        }
+        Command::Tail {
+            from,
+            entity,
+            kind,
+            count,
+        } => {
+            let from = if from == 0 {
+                client
+                    .read_log(0, 1, true)
+                    .await
+                    .map_err(status_text)?
+                    .last_seq
+                    + 1
+            } else {
+                from
+            };
+            let mut stream = client
+                .subscribe(from, &entity, &kind)
+                .await
+                .map_err(status_text)?;
+            let mut seen = 0;
+            while let Some(message) = stream.message().await.map_err(status_text)? {
+                let Some(entry) = message.entry else { continue };
+                if json {
+                    println!("{}", to_json(&entry));
+                } else {
+                    println!("{}", entry_row(&entry).join("  "));
+                }
+                seen += 1;
+                if count > 0 && seen >= count {
+                    break;
+                }
+            }
+        }
+        Command::Append {
+            file,
+            batch,
+            expected_last_seq,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).map_err(|error| error.to_string())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|error| format!("{}: {error}", file.display()))?
+            };
+            let events = crate::seed::parse_lines(&text)
+                .map_err(|error| format!("{}: {error}", file.display()))?;
+            if events.is_empty() {
+                return Err(format!("{}: no events", file.display()));
+            }
+            let mut expected = expected_last_seq;
+            let mut appended = Vec::new();
+            let mut last_seq = 0;
+            for chunk in events.chunks(batch.max(1)) {
+                let response = client
+                    .append(chunk.to_vec(), expected.take())
+                    .await
+                    .map_err(|status| {
+                        format!(
+                            "{} (after {} events appended)",
+                            status_text(status),
+                            appended.len()
+                        )
+                    })?;
+                last_seq = response.last_seq;
+                appended.extend(response.entries);
+            }
+            if json {
+                return print_json(&proto::AppendResponse {
+                    entries: appended,
+                    last_seq,
+                });
+            }
+            let first = appended.iter().map(|entry| entry.seq).min().unwrap_or(0);
+            let last = appended.iter().map(|entry| entry.seq).max().unwrap_or(0);
+            println!(
+                "appended {} events (seqs {first}–{last}); the log's last seq is {last_seq}",
+                appended.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> Outcome {
+    use tracing_subscriber::EnvFilter;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ANNALS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let server = Server::start(&config)
+        .await
+        .map_err(|error| error.to_string())?;
+    println!("annals listening on {}", server.local_addr());
+    server
+        .run_until(shutdown_signal())
+        .await
+        .map_err(|error| error.to_string())?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("interrupted; draining"),
+        _ = terminate => tracing::info!("terminated; draining"),
+    }
+}
+
+fn print_json<M: Named>(message: &M) -> Outcome {
+    let text =
+        serde_json::to_string_pretty(&to_json(message)).map_err(|error| error.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+fn parse_entity_type(text: &str) -> Result<proto::EntityType, String> {
+    if text.is_empty() {
+        return Ok(proto::EntityType::Unspecified);
+    }
+    let name = format!("ENTITY_TYPE_{}", text.to_uppercase());
+    proto::EntityType::from_str_name(&name).ok_or_else(|| {
+        format!("{text:?} is not an entity type: COUNTRY, PERSON, ORGANIZATION, PLACE or OTHER")
+    })
+}
+
+fn type_name(value: i32) -> String {
+    proto::EntityType::try_from(value)
+        .map(|entity_type| {
+            entity_type
+                .as_str_name()
+                .trim_start_matches("ENTITY_TYPE_")
+                .to_string()
+        })
+        .unwrap_or_else(|_| value.to_string())
+}
+
+fn between(a: &str, b: &str, directed: bool) -> String {
+    if directed {
+        format!("{a} -> {b}")
+    } else {
+        format!("{a} -- {b}")
+    }
+}
+
+fn certainty(certain: bool) -> String {
+    if certain { "yes" } else { "possible" }.to_string()
+}
+
+fn print_entity(response: &proto::GetEntityResponse) {
+    if let Some(entity) = &response.entity {
+        println!(
+            "{}  {}  ({})",
+            entity.id,
+            entity.name,
+            type_name(entity.r#type)
+        );
+        if !entity.aliases.is_empty() {
+            println!("aliases: {}", entity.aliases.join(", "));
+        }
+        println!("declared by: {}", entity.declared_by);
+    }
+    println!();
+    let rows = response
+        .attributes
+        .iter()
+        .map(|attribute| {
+            vec![
+                attribute.key.clone(),
+                attribute.value.clone(),
+                attribute.since.clone(),
+                certainty(attribute.certain),
+                attribute.event_id.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["ATTRIBUTE", "VALUE", "SINCE", "CERTAIN", "EVENT"], rows);
+    println!();
+    print_relations(&response.relations);
+}
+
+fn print_relations(relations: &[proto::Relation]) {
+    let rows = relations
+        .iter()
+        .map(|relation| {
+            vec![
+                relation.kind.clone(),
+                between(&relation.a, &relation.b, relation.directed),
+                relation.since.clone(),
+                certainty(relation.certain),
+                relation.event_id.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["RELATION", "BETWEEN", "SINCE", "CERTAIN", "EVENT"], rows);
+}
+
+fn when(event: &proto::Event) -> String {
+    match &event.occurred {
+        Some(span) if span.end.is_empty() => span.start.clone(),
+        Some(span) => format!("{}/{}", span.start, span.end),
+        None => String::new(),
+    }
+}
+
+fn entry_row(entry: &proto::LogEntry) -> Vec<String> {
+    let event = entry.event.clone().unwrap_or_default();
+    let mut summary = event.summary.clone();
+    if !entry.superseded_by.is_empty() {
+        summary = format!("[superseded by {}] {summary}", entry.superseded_by);
+    }
+    vec![
+        entry.seq.to_string(),
+        when(&event),
+        event.kind.clone(),
+        event.id.clone(),
+        summary,
+    ]
+}
+
+fn print_entries(entries: &[proto::LogEntry]) {
+    let rows = entries.iter().map(entry_row).collect();
+    print_table(&["SEQ", "WHEN", "KIND", "ID", "SUMMARY"], rows);
+}
+
+fn print_diff(changes: &[proto::StateChange]) {
+    let rows = changes
+        .iter()
+        .map(|change| {
+            let kind = proto::ChangeKind::try_from(change.kind).unwrap_or_default();
+            let (label, what) = match (kind, &change.relation) {
+                (proto::ChangeKind::RelationBegun, Some(relation)) => (
+                    "relation begun",
+                    format!(
+                        "{} {}",
+                        relation.kind,
+                        between(&relation.a, &relation.b, relation.directed)
+                    ),
+                ),
+                (proto::ChangeKind::RelationEnded, Some(relation)) => (
+                    "relation ended",
+                    format!(
+                        "{} {}",
+                        relation.kind,
+                        between(&relation.a, &relation.b, relation.directed)
+                    ),
+                ),
+                (proto::ChangeKind::AttributeUnset, _) => (
+                    "attribute unset",
+                    format!(
+                        "{}.{} (was {:?})",
+                        change.entity, change.key, change.previous_value
+                    ),
+                ),
+                _ => (
+                    "attribute set",
+                    if change.previous_value.is_empty() {
+                        format!("{}.{} = {}", change.entity, change.key, change.value)
+                    } else {
+                        format!(
+                            "{}.{} = {} (was {})",
+                            change.entity, change.key, change.value, change.previous_value
+                        )
+                    },
+                ),
+            };
+            vec![
+                label.to_string(),
+                what,
+                change.at.clone(),
+                certainty(change.certain),
+                change.event_id.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["CHANGE", "WHAT", "AT", "CERTAIN", "EVENT"], rows);
+}
+
+/// Prints rows under headers, each column as wide as its widest cell.
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,527 @@
+//! The database: the log, its derived index, and the one writer that orders
+//! appends.
+//!
+//! `Database` is a cheap-to-clone handle around an `Arc`. Appends go through
+//! a channel to a single writer thread, which is what keeps seqs contiguous
+//! and unique. The writer takes every append waiting in the channel at once,
+//! validates each against the log and the ones before it, and writes them
+//! all with one durable `LogStore::append` (group commit): concurrent
+//! clients share one flush and fdatasync. Only then are they acknowledged and
+//! made visible to readers, through `durable_seq`.
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::model::{Change, Declaration, Event};
+use crate::proto;
+use crate::query::Snapshot;
+use crate::store::{timestamp, LogStore, StoredEntry};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Limits on what one append may carry.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_batch_events: usize,
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_batch_events: 10_000,
+            max_event_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The result of an append: one entry per event in request order (a re-sent
+/// event gets its original entry) and the log's last seq.
+#[derive(Debug)]
+pub struct Appended {
+    pub entries: Vec<StoredEntry>,
+    pub last_seq: u64,
+}
+
+struct AppendJob {
+    events: Vec<proto::Event>,
+    expected_last_seq: Option<u64>,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn LogStore>,
+    index: RwLock<Index>,
+    /// The last seq known to be durable; readers never look past it.
+    durable: watch::Sender<u64>,
+    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set when a write failed: the log on disk may be behind the index,
+    /// so no further append is taken until a restart rebuilds the index.
+    failed: AtomicBool,
+    limits: Limits,
+}
+
+impl Database {
+    /// Opens a database over `store`, rebuilding the index from the log.
+    pub fn open(store: Arc<dyn LogStore>, limits: Limits) -> Result<Database> {
+        let mut index = Index::new();
+        let mut next = 1;
+        let mut last_recorded_at = i64::MIN;
+        loop {
+            let entries = store.read(next, 1024)?;
+            let Some(last) = entries.last() else { break };
+            next = last.seq + 1;
+            for entry in &entries {
+                if entry.seq != index.last_seq() + 1 {
+                    return Err(Error::DataLoss(format!(
+                        "the log jumps from seq {} to {}",
+                        index.last_seq(),
+                        entry.seq
+                    )));
+                }
+                let event = Event::from_proto(&entry.event).map_err(|error| {
+                    Error::DataLoss(format!(
+                        "log entry {} no longer validates: {error}",
+                        entry.seq
+                    ))
+                })?;
+                index.apply(entry, &event);
+                last_recorded_at = entry.recorded_at;
+            }
+        }
+        let last_seq = index.last_seq();
+        let (jobs, receiver) = mpsc::channel(1024);
+        let shared = Arc::new(Shared {
+            store,
+            index: RwLock::new(index),
+            durable: watch::Sender::new(last_seq),
+            jobs: Mutex::new(Some(jobs)),
+            writer: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            limits,
+        });
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("annals-writer".into())
+            .spawn(move || run_writer(writer_shared, receiver, last_recorded_at))?;
+        *shared.writer.lock().expect("writer lock") = Some(writer);
+        Ok(Database { shared })
+    }
+
+    /// Appends a batch: validated completely, then stored atomically and
+    /// durably, then acknowledged. See `AppendJob` handling in `prepare`.
+    pub async fn append(
+        &self,
+        events: Vec<proto::Event>,
+        expected_last_seq: Option<u64>,
+    ) -> Result<Appended> {
+        let sender = self
+            .shared
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        let job = AppendJob {
+            events,
+            expected_last_seq,
+            reply,
+        };
+        sender
+            .send(job)
+            .await
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// The last durable seq: what every reader sees.
+    pub fn last_seq(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// Notified whenever `last_seq` grows.
+    pub fn watch_last_seq(&self) -> watch::Receiver<u64> {
+        self.shared.durable.subscribe()
+    }
+
+    /// Runs `query` against the index as known at `as_of_seq` (0 = all that
+    /// is durable). An `as_of_seq` beyond the log is an error, not a guess.
+    pub fn read<R>(&self, as_of_seq: u64, query: impl FnOnce(&Snapshot) -> R) -> Result<R> {
+        let last = self.last_seq();
+        if as_of_seq > last {
+            return Err(Error::invalid(
+                "as_of_seq",
+                format!("{as_of_seq} is beyond the end of the log (last seq {last})"),
+            ));
+        }
+        let as_of = if as_of_seq == 0 { last } else { as_of_seq };
+        let index = self.index();
+        Ok(query(&Snapshot::new(&index, as_of)))
+    }
+
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.shared.index.read().expect("index lock poisoned")
+    }
+
+    /// Log entries by seq, with `superseded_by` as known at `as_of`.
+    pub fn entries(&self, seqs: &[u64], as_of: u64) -> Result<Vec<proto::LogEntry>> {
+        let stored = seqs
+            .iter()
+            .map(|seq| {
+                self.shared
+                    .store
+                    .get(*seq)?
+                    .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let index = self.index();
+        let snapshot = Snapshot::new(&index, as_of);
+        Ok(stored
+            .into_iter()
+            .map(|entry| {
+                let superseded_by = snapshot.superseded_by(entry.seq).unwrap_or_default();
+                wire_entry(entry, superseded_by)
+            })
+            .collect())
+    }
+
+    /// Up to `limit` durable entries from `from` on (towards seq 1 when
+    /// `reverse`), with `superseded_by` as known now.
+    pub fn read_log(&self, from: u64, limit: usize, reverse: bool) -> Result<Vec<proto::LogEntry>> {
+        let last = self.last_seq();
+        let seqs: Vec<u64> = if reverse {
+            let top = if from == 0 { last } else { from.min(last) };
+            (1..=top).rev().take(limit).collect()
+        } else {
+            (from.max(1)..=last).take(limit).collect()
+        };
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if reverse {
+            return self.entries(&seqs, last);
+        }
+        let stored = self.shared.store.read(seqs[0], seqs.len())?;
+        let index = self.index();
+        let snapshot = Snapshot::new(&index, last);
+        Ok(stored
+            .into_iter()
+            .filter(|entry| entry.seq <= last)
+            .map(|entry| {
+                let superseded_by = snapshot.superseded_by(entry.seq).unwrap_or_default();
+                wire_entry(entry, superseded_by)
+            })
+            .collect())
+    }
+
+    /// Does the entry at `seq` pass a subscription's filters?
+    pub fn matches(&self, seq: u64, entity: Option<&str>, kind: Option<&str>) -> bool {
+        let index = self.index();
+        index.meta(seq).is_some_and(|meta| {
+            kind.is_none_or(|kind| meta.kind == kind)
+                && entity.is_none_or(|entity| meta.entities.iter().any(|named| named == entity))
+        })
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.shared.store.size_on_disk()
+    }
+
+    /// Stops taking appends, lets the writer finish what it has, and waits
+    /// for it. Appends after this answer `Unavailable`.
+    pub fn close(&self) {
+        self.shared.jobs.lock().expect("jobs lock").take();
+        if let Some(writer) = self.shared.writer.lock().expect("writer lock").take() {
+            if writer.join().is_err() {
+                tracing::error!("the writer thread panicked");
+            }
+        }
+    }
+}
+
+/// A stored entry as the wire shows it.
+pub fn wire_entry(entry: StoredEntry, superseded_by: &str) -> proto::LogEntry {
+    proto::LogEntry {
+        seq: entry.seq,
+        recorded_at: Some(timestamp(entry.recorded_at)),
+        event: Some(entry.event),
+        superseded_by: superseded_by.to_string(),
+    }
+}
+
+/// The writer loop. One thread, so seqs are handed out in one order; each
+/// round drains every waiting job and makes them durable together.
+fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut clock: i64) {
+    const MAX_JOBS_PER_ROUND: usize = 512;
+    while let Some(first) = jobs.blocking_recv() {
+        let mut round = vec![first];
+        while round.len() < MAX_JOBS_PER_ROUND {
+            match jobs.try_recv() {
+                Ok(job) => round.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut pending: Vec<StoredEntry> = Vec::new();
+        let mut answers: Vec<(oneshot::Sender<Result<Appended>>, Result<Appended>)> =
+            Vec::with_capacity(round.len());
+        {
+            let mut index = shared.index.write().expect("index lock poisoned");
+            for job in round {
+                let answer = if shared.failed.load(Ordering::SeqCst) {
+                    Err(Error::Unavailable(
+                        "an earlier write to the log failed; restart the server".into(),
+                    ))
+                } else {
+                    prepare(
+                        &shared,
+                        &mut index,
+                        job.events,
+                        job.expected_last_seq,
+                        &mut pending,
+                        &mut clock,
+                    )
+                };
+                answers.push((job.reply, answer));
+            }
+        }
+        if !pending.is_empty() {
+            let last = pending.last().map_or(0, |entry| entry.seq);
+            if let Err(error) = shared.store.append(&pending) {
+                tracing::error!(%error, "writing to the log failed; refusing further appends");
+                shared.failed.store(true, Ordering::SeqCst);
+                for (_, answer) in &mut answers {
+                    if answer.is_ok() {
+                        *answer = Err(Error::Unavailable(format!(
+                            "the log could not be written: {error}"
+                        )));
+                    }
+                }
+            } else {
+                shared.durable.send_replace(last);
+            }
+        }
+        let durable = *shared.durable.borrow();
+        for (reply, mut answer) in answers {
+            if let Ok(appended) = &mut answer {
+                appended.last_seq = durable;
+            }
+            // A client that went away still had its events stored.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Validates one append against the log (and the appends before it in this
+/// round), and if it is acceptable assigns seqs, folds it into the index and
+/// queues it in `pending`. Nothing changes when it returns an error.
+fn prepare(
+    shared: &Shared,
+    index: &mut Index,
+    mut events: Vec<proto::Event>,
+    expected_last_seq: Option<u64>,
+    pending: &mut Vec<StoredEntry>,
+    clock: &mut i64,
+) -> Result<Appended> {
+    let limits = &shared.limits;
+    if events.is_empty() {
+        return Err(Error::invalid(
+            "events",
+            "an append needs at least one event",
+        ));
+    }
+    if events.len() > limits.max_batch_events {
+        return Err(Error::ResourceExhausted(format!(
+            "a batch holds at most {} events; this one has {}",
+            limits.max_batch_events,
+            events.len()
+        )));
+    }
+
+    // Context-free validation, server-assigned ids, duplicates in the batch.
+    let mut parsed = Vec::with_capacity(events.len());
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    for (position, event) in events.iter_mut().enumerate() {
+        let field = format!("events[{position}]");
+        let size = event.encoded_len();
+        if size > limits.max_event_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "{field} is {size} bytes; an event holds at most {}",
+                limits.max_event_bytes
+            )));
+        }
+        let mut domain = Event::from_proto(event).map_err(|error| error.within(&field))?;
+        if event.id.is_empty() {
+            event.id = uuid::Uuid::now_v7().to_string();
+            domain.id = event.id.clone();
+        }
+        if let Some(first) = positions.insert(event.id.clone(), position) {
+            return Err(Error::invalid(
+                format!("{field}.id"),
+                format!("{:?} is also the id of events[{first}]", event.id),
+            ));
+        }
+        parsed.push(domain);
+    }
+
+    // Re-sent events: same content returns the original, other content is refused.
+    let mut originals: Vec<Option<StoredEntry>> = Vec::with_capacity(events.len());
+    for (position, event) in events.iter().enumerate() {
+        let Some(seq) = index.seq_of(&event.id) else {
+            originals.push(None);
+            continue;
+        };
+        let original = match pending.iter().find(|entry| entry.seq == seq) {
+            Some(entry) => entry.clone(),
+            None => shared
+                .store
+                .get(seq)?
+                .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))?,
+        };
+        if &original.event != event {
+            return Err(Error::AlreadyExists(format!(
+                "events[{position}]: event {:?} already exists (seq {seq}) with other content",
+                event.id
+            )));
+        }
+        originals.push(Some(original));
+    }
+    if originals.iter().all(Option::is_some) {
+        return Ok(Appended {
+            entries: originals.into_iter().flatten().collect(),
+            last_seq: index.last_seq(),
+        });
+    }
+
+    if let Some(expected) = expected_last_seq {
+        if expected != index.last_seq() {
+            return Err(Error::FailedPrecondition(format!(
+                "expected_last_seq is {expected} but the log's last seq is {}",
+                index.last_seq()
+            )));
+        }
+    }
+
+    check_context(index, &events, &parsed, &originals)?;
+
+    // Accepted: assign seqs and fold into the index (invisible to readers
+    // until the round is durable).
+    let now = chrono::Utc::now().timestamp_micros();
+    *clock = (*clock).max(now);
+    let mut entries = Vec::with_capacity(events.len());
+    for ((event, domain), original) in events.into_iter().zip(&parsed).zip(originals) {
+        let entry = match original {
+            Some(original) => original,
+            None => {
+                let entry = StoredEntry {
+                    seq: index.last_seq() + 1,
+                    recorded_at: *clock,
+                    event,
+                };
+                index.apply(&entry, domain);
+                pending.push(entry.clone());
+                entry
+            }
+        };
+        entries.push(entry);
+    }
+    Ok(Appended {
+        entries,
+        last_seq: index.last_seq(),
+    })
+}
+
+/// The checks that need the log: every named entity is declared (before, or
+/// anywhere in this batch); a correction names an earlier event that nothing
+/// has corrected yet; names and aliases stay unambiguous.
+fn check_context(
+    index: &Index,
+    events: &[proto::Event],
+    parsed: &[Event],
+    originals: &[Option<StoredEntry>],
+) -> Result<()> {
+    let current = Snapshot::new(index, index.last_seq());
+    let new = || {
+        parsed
+            .iter()
+            .enumerate()
+            .filter(|(position, _)| originals[*position].is_none())
+    };
+
+    let mut declared: HashMap<&str, &Declaration> = HashMap::new();
+    let mut names: HashMap<String, &str> = HashMap::new();
+    for (position, event) in new() {
+        for (effect_position, effect) in event.effects.iter().enumerate() {
+            let Change::Declare(declaration) = &effect.change else {
+                continue;
+            };
+            let field = format!("events[{position}].effects[{effect_position}].declare");
+            declared.insert(&declaration.id, declaration);
+            for name in declaration.lookup_names() {
+                let owner = current
+                    .resolve(&name)
+                    .or_else(|| names.get(&name).copied())
+                    .filter(|owner| *owner != declaration.id);
+                if let Some(owner) = owner {
+                    return Err(Error::invalid(
+                        format!("{field}.aliases"),
+                        format!("{name:?} already names the entity {owner:?}"),
+                    ));
+                }
+                names.insert(name, &declaration.id);
+            }
+        }
+    }
+
+    let mut corrected: HashSet<&str> = HashSet::new();
+    for (position, event) in new() {
+        for entity in event.entities() {
+            if current.entity(entity).is_none() && !declared.contains_key(entity) {
+                return Err(Error::invalid(
+                    format!("events[{position}]"),
+                    format!(
+                        "entity {entity:?} is not declared; declare it in this batch or an earlier one"
+                    ),
+                ));
+            }
+        }
+        let Some(target) = event.corrects.as_deref() else {
+            continue;
+        };
+        let field = format!("events[{position}].corrects");
+        let earlier_in_batch = events[..position].iter().any(|other| other.id == target);
+        match index.seq_of(target) {
+            Some(seq) => {
+                if let Some(by) = current.superseded_by(seq) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{field}: event {target:?} is already superseded by {by:?}; correct that one instead"
+                    )));
+                }
+            }
+            None if earlier_in_batch => {}
+            None => {
+                return Err(Error::invalid(
+                    field,
+                    format!("there is no event {target:?} to correct"),
+                ))
+            }
+        }
+        if !corrected.insert(target) {
+            return Err(Error::invalid(
+                field,
+                format!("event {target:?} is corrected twice in this batch"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! The gRPC layer: thin tonic handlers. Each one validates the request at
+//! the edge, asks the engine, and converts the answer; the domain error is
+//! mapped to a `Status` in exactly one place (`impl From<Error> for Status`).
+
+use crate::engine::{wire_entry, Database};
+use crate::error::Error;
+use crate::model::check_kind;
+use crate::page::{self, Cursor};
+use crate::proto::timeline_service_server::TimelineService;
+use crate::proto::{self, get_event_request::Selector};
+use crate::query::{EventFilter, Snapshot};
+use crate::time::{query_instant, window_start, Instant};
+use std::pin::Pin;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Largest request the service takes; larger ones are RESOURCE_EXHAUSTED.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        match error {
+            Error::InvalidArgument { field, message } => Status::with_error_details(
+                tonic::Code::InvalidArgument,
+                format!("{field}: {message}"),
+                ErrorDetails::with_bad_request_violation(field, message),
+            ),
+            Error::NotFound(message) => Status::not_found(message),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
+            Error::Unavailable(message) => Status::unavailable(message),
+            Error::DataLoss(message) => Status::data_loss(message),
+            Error::Storage(message) => Status::internal(format!("storage: {message}")),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<Response<T>, Status>;
+
+pub struct Service {
+    db: Database,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Service {
+    /// `shutdown` turns true when the server is draining; open subscriptions
+    /// then end with UNAVAILABLE so that the drain can finish.
+    pub fn new(db: Database, shutdown: watch::Receiver<bool>) -> Service {
+        Service { db, shutdown }
+    }
+}
+
+fn at_instant(field: &str, text: &str) -> std::result::Result<Instant, Error> {
+    query_instant(text).map_err(|error| Error::invalid(field, error.to_string()))
+}
+
+fn optional(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn optional_kind<'a>(field: &str, kind: &'a str) -> std::result::Result<Option<&'a str>, Error> {
+    optional(kind)
+        .map(|kind| check_kind(field, kind).map(|_| kind))
+        .transpose()
+}
+
+/// Resolves an entity id or alias, or says which field named an unknown one.
+fn resolve(snapshot: &Snapshot, field: &str, name: &str) -> std::result::Result<String, Error> {
+    snapshot
+        .resolve(name)
+        .map(str::to_string)
+        .ok_or_else(|| Error::NotFound(format!("{field}: no entity {name:?}")))
+}
+
+/// Reads the pagination of a request: the cursor (first page: offset 0 at
+/// the requested snapshot) and the page size.
+fn cursor(
+    db: &Database,
+    token: &str,
+    fingerprint: u64,
+    as_of_seq: u64,
+) -> std::result::Result<Cursor, Error> {
+    match page::decode(token, fingerprint)? {
+        Some(cursor) => Ok(cursor),
+        None => {
+            let last = db.last_seq();
+            if as_of_seq > last {
+                return Err(Error::invalid(
+                    "as_of_seq",
+                    format!("{as_of_seq} is beyond the end of the log (last seq {last})"),
+                ));
+            }
+            let as_of = if as_of_seq == 0 { last } else { as_of_seq };
+            Ok(Cursor { offset: 0, as_of })
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TimelineService for Service {
+    async fn append(
+        &self,
+        request: Request<proto::AppendRequest>,
+    ) -> Result<proto::AppendResponse> {
+        let request = request.into_inner();
+        let size = prost::Message::encoded_len(&request);
+        if size > MAX_REQUEST_BYTES {
+            return Err(Error::ResourceExhausted(format!(
+                "the request is {size} bytes; an append takes at most {MAX_REQUEST_BYTES}"
+            ))
+            .into());
+        }
+        let appended = self
+            .db
+            .append(request.events, request.expected_last_seq)
+            .await?;
+        Ok(Response::new(proto::AppendResponse {
+            entries: appended
+                .entries
+                .into_iter()
+                .map(|entry| wire_entry(entry, ""))
+                .collect(),
+            last_seq: appended.last_seq,
+        }))
+    }
+
+    async fn get_event(
+        &self,
+        request: Request<proto::GetEventRequest>,
+    ) -> Result<proto::GetEventResponse> {
+        let last = self.db.last_seq();
+        let seq = match request.into_inner().selector {
+            Some(Selector::Id(id)) => self
+                .db
+                .read(0, |snapshot| snapshot.seq_of(&id))?
+                .ok_or_else(|| Error::NotFound(format!("id: no event {id:?}")))?,
+            Some(Selector::Seq(seq)) if (1..=last).contains(&seq) => seq,
+            Some(Selector::Seq(seq)) => {
+                return Err(
+                    Error::NotFound(format!("seq: no entry {seq}; the log ends at {last}")).into(),
+                )
+            }
+            None => return Err(Error::invalid("selector", "give an event id or a seq").into()),
+        };
+        let entry = self.db.entries(&[seq], last)?.pop();
+        Ok(Response::new(proto::GetEventResponse { entry }))
+    }
+
+    async fn read_log(
+        &self,
+        request: Request<proto::ReadLogRequest>,
+    ) -> Result<proto::ReadLogResponse> {
+        let request = request.into_inner();
+        let limit = page::page_size(request.limit);
+        let last_seq = self.db.last_seq();
+        let entries = self.db.read_log(request.from_seq, limit, request.reverse)?;
+        let next_seq = match (entries.last(), request.reverse) {
+            (Some(entry), false) if entry.seq < last_seq && entries.len() == limit => entry.seq + 1,
+            (Some(entry), true) if entry.seq > 1 && entries.len() == limit => entry.seq - 1,
+            _ => 0,
+        };
+        Ok(Response::new(proto::ReadLogResponse {
+            entries,
+            next_seq,
+            last_seq,
+        }))
+    }
+
+    type SubscribeStream = Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = std::result::Result<proto::SubscribeResponse, Status>>
+                + Send,
+        >,
+    >;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Self::SubscribeStream> {
+        let request = request.into_inner();
+        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
+        let entity = match optional(&request.entity) {
+            Some(name) => Some(
+                self.db
+                    .read(0, |snapshot| resolve(snapshot, "entity", name))??,
+            ),
+            None => None,
+        };
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(follow(
+            self.db.clone(),
+            request.from_seq.max(1),
+            entity,
+            kind,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn get_entity(
+        &self,
+        request: Request<proto::GetEntityRequest>,
+    ) -> Result<proto::GetEntityResponse> {
+        let request = request.into_inner();
+        if request.id.is_empty() {
+            return Err(Error::invalid("id", "name the entity (id or alias)").into());
+        }
+        let at = at_instant("at", &request.at)?;
+        let response = self.db.read(request.as_of_seq, |snapshot| {
+            let id = resolve(snapshot, "id", &request.id)?;
+            Ok::<_, Error>(proto::GetEntityResponse {
+                entity: snapshot.entity(&id),
+                attributes: snapshot.attributes(&id, at),
+                relations: snapshot.relations(Some(&id), None, None, at),
+            })
+        })??;
+        Ok(Response::new(response))
+    }
+
+    async fn list_entities(
+        &self,
+        request: Request<proto::ListEntitiesRequest>,
+    ) -> Result<proto::ListEntitiesResponse> {
+        let request = request.into_inner();
+        let entity_type = match proto::EntityType::try_from(request.r#type) {
+            Ok(proto::EntityType::Unspecified) => None,
+            Ok(entity_type) => Some(entity_type),
+            Err(_) => {
+                return Err(Error::invalid(
+                    "type",
+                    format!("{} is not an entity type", request.r#type),
+                )
+                .into())
+            }
+        };
+        let fingerprint = page::fingerprint(&[
+            "entities",
+            &request.r#type.to_string(),
+            &request.query,
+            &request.as_of_seq.to_string(),
+        ]);
+        let cursor = cursor(
+            &self.db,
+            &request.page_token,
+            fingerprint,
+            request.as_of_seq,
+        )?;
+        let entities = self.db.read(cursor.as_of, |snapshot| {
+            snapshot.entities(entity_type, &request.query)
+        })?;
+        let (entities, next_page_token) = page::slice(
+            entities,
+            cursor,
+            page::page_size(request.page_size),
+            fingerprint,
+        );
+        Ok(Response::new(proto::ListEntitiesResponse {
+            entities,
+            next_page_token,
+        }))
+    }
+
+    async fn list_relations(
+        &self,
+        request: Request<proto::ListRelationsRequest>,
+    ) -> Result<proto::ListRelationsResponse> {
+        let request = request.into_inner();
+        let at = at_instant("at", &request.at)?;
+        let kind = optional_kind("kind", &request.kind)?;
+        let fingerprint = page::fingerprint(&[
+            "relations",
+            &request.entity,
+            &request.counterpart,
+            &request.kind,
+            &request.at,
+            &request.as_of_seq.to_string(),
+        ]);
+        let cursor = cursor(
+            &self.db,
+            &request.page_token,
+            fingerprint,
+            request.as_of_seq,
+        )?;
+        let relations = self.db.read(cursor.as_of, |snapshot| {
+            let entity = optional(&request.entity)
+                .map(|name| resolve(snapshot, "entity", name))
+                .transpose()?;
+            let counterpart = optional(&request.counterpart)
+                .map(|name| resolve(snapshot, "counterpart", name))
+                .transpose()?;
+            Ok::<_, Error>(snapshot.relations(entity.as_deref(), counterpart.as_deref(), kind, at))
+        })??;
+        let (relations, next_page_token) = page::slice(
+            relations,
+            cursor,
+            page::page_size(request.page_size),
+            fingerprint,
+        );
+        Ok(Response::new(proto::ListRelationsResponse {
+            relations,
+            next_page_token,
+        }))
+    }
+
+    async fn relation_history(
+        &self,
+        request: Request<proto::RelationHistoryRequest>,
+    ) -> Result<proto::RelationHistoryResponse> {
+        let request = request.into_inner();
+        if request.a.is_empty() {
+            return Err(Error::invalid("a", "name the entity whose relations to trace").into());
+        }
+        let kind = optional_kind("kind", &request.kind)?;
+        let intervals = self.db.read(request.as_of_seq, |snapshot| {
+            let a = resolve(snapshot, "a", &request.a)?;
+            let b = optional(&request.b)
+                .map(|name| resolve(snapshot, "b", name))
+                .transpose()?;
+            Ok::<_, Error>(snapshot.relation_history(&a, b.as_deref(), kind))
+        })??;
+        Ok(Response::new(proto::RelationHistoryResponse { intervals }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<proto::ListEventsRequest>,
+    ) -> Result<proto::ListEventsResponse> {
+        let request = request.into_inner();
+        let from = window_start(&request.from)
+            .map_err(|error| Error::invalid("from", error.to_string()))?;
+        let to = at_instant("to", &request.to)?;
+        if to < from {
+            return Err(Error::invalid(
+                "to",
+                format!("{:?} is before from {:?}", request.to, request.from),
+            )
+            .into());
+        }
+        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
+        let fingerprint = page::fingerprint(&[
+            "events",
+            &request.entity,
+            &request.kind,
+            &request.from,
+            &request.to,
+            &request.as_of_seq.to_string(),
+            if request.newest_first {
+                "newest"
+            } else {
+                "oldest"
+            },
+        ]);
+        let cursor = cursor(
+            &self.db,
+            &request.page_token,
+            fingerprint,
+            request.as_of_seq,
+        )?;
+        let mut seqs = self.db.read(cursor.as_of, |snapshot| {
+            let entity = optional(&request.entity)
+                .map(|name| resolve(snapshot, "entity", name))
+                .transpose()?;
+            Ok::<_, Error>(snapshot.events(&EventFilter {
+                entity,
+                kind,
+                from,
+                to,
+            }))
+        })??;
+        if request.newest_first {
+            seqs.reverse();
+        }
+        let (seqs, next_page_token) = page::slice(
+            seqs,
+            cursor,
+            page::page_size(request.page_size),
+            fingerprint,
+        );
+        let entries = self.db.entries(&seqs, cursor.as_of)?;
+        Ok(Response::new(proto::ListEventsResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn diff(&self, request: Request<proto::DiffRequest>) -> Result<proto::DiffResponse> {
+        let request = request.into_inner();
+        let from = if request.from.is_empty() {
+            Instant::MIN
+        } else {
+            at_instant("from", &request.from)?
+        };
+        let to = at_instant("to", &request.to)?;
+        if to < from {
+            return Err(Error::invalid(
+                "to",
+                format!("{:?} is before from {:?}", request.to, request.from),
+            )
+            .into());
+        }
+        let changes = self.db.read(request.as_of_seq, |snapshot| {
+            let entity = optional(&request.entity)
+                .map(|name| resolve(snapshot, "entity", name))
+                .transpose()?;
+            Ok::<_, Error>(snapshot.diff(from, to, entity.as_deref()))
+        })??;
+        Ok(Response::new(proto::DiffResponse { changes }))
+    }
+}
+
+/// Feeds one subscription: the log from `next` on, then each new entry as
+/// it becomes durable. It reads the log itself rather than buffering
+/// appends, so a slow subscriber holds at most one channel of entries and
+/// never slows a writer; and since it walks seqs one by one it can neither
+/// skip nor repeat one.
+async fn follow(
+    db: Database,
+    mut next: u64,
+    entity: Option<String>,
+    kind: Option<String>,
+    sender: mpsc::Sender<std::result::Result<proto::SubscribeResponse, Status>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const READ_BATCH: usize = 256;
+    let mut durable = db.watch_last_seq();
+    loop {
+        let last = *durable.borrow_and_update();
+        while next <= last {
+            let entries = match db.read_log(next, READ_BATCH, false) {
+                Ok(entries) if !entries.is_empty() => entries,
+                Ok(_) => break,
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+            };
+            for entry in entries {
+                next = entry.seq + 1;
+                if !db.matches(entry.seq, entity.as_deref(), kind.as_deref()) {
+                    continue;
+                }
+                let response = proto::SubscribeResponse { entry: Some(entry) };
+                tokio::select! {
+                    sent = sender.send(Ok(response)) => if sent.is_err() { return },
+                    _ = shutdown.wait_for(|stopping| *stopping) => {
+                        let _ = sender.try_send(Err(Status::unavailable("the server is shutting down")));
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                let _ = sender.try_send(Err(Status::unavailable("the server is shutting down")));
+                return;
+            }
+            _ = sender.closed() => return,
+        }
+    }
+}

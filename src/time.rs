@@ -1,0 +1,301 @@
+//! Valid time: ISO 8601 text with its precision, read as the span of instants
+//! it denotes.
+//!
+//! `1950` is 1950-01-01T00:00:00Z up to the last microsecond of 1950;
+//! `2023-09` the whole of September 2023; `2024-04-13` that day (UTC); an RFC
+//! 3339 instant a single microsecond. Instants are microseconds since the Unix
+//! epoch in an `i64`, which covers years 0001–9999 with room to spare. This is
+//! the only module that parses or formats valid time.
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
+use std::fmt;
+
+/// Microseconds since 1970-01-01T00:00:00Z.
+pub type Instant = i64;
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// How precisely a valid time was stated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Year,
+    Month,
+    Day,
+    Instant,
+}
+
+/// A valid time as written, with the span of instants it denotes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidTime {
+    text: String,
+    earliest: Instant,
+    latest: Instant,
+    precision: Precision,
+}
+
+/// Why a text is not a valid time. The message names what was expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid time: {1}")]
+pub struct TimeError(pub String, pub &'static str);
+
+impl ValidTime {
+    /// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD` or an RFC 3339 instant with an
+    /// offset. Years 0001–9999. Sub-microsecond digits are truncated.
+    pub fn parse(text: &str) -> Result<ValidTime, TimeError> {
+        let fail = |why| TimeError(text.to_string(), why);
+        let bytes = text.as_bytes();
+        let digits = |range: std::ops::Range<usize>| {
+            range.end <= bytes.len() && bytes[range].iter().all(u8::is_ascii_digit)
+        };
+        let number = |range: std::ops::Range<usize>| text[range].parse::<u32>().unwrap_or(0);
+
+        if text.is_empty() {
+            return Err(fail("it is empty"));
+        }
+        if bytes.len() < 4 || !digits(0..4) {
+            return Err(fail(
+                "expected YYYY, YYYY-MM, YYYY-MM-DD or an RFC 3339 instant",
+            ));
+        }
+        let year = number(0..4) as i32;
+        if year == 0 {
+            return Err(fail("years run from 0001 to 9999"));
+        }
+        let (precision, first, next) = match bytes.len() {
+            4 => {
+                let first = date(year, 1, 1).ok_or_else(|| fail("no such date"))?;
+                (Precision::Year, first, date(year + 1, 1, 1))
+            }
+            7 if bytes[4] == b'-' && digits(5..7) => {
+                let month = number(5..7);
+                let first = date(year, month, 1).ok_or_else(|| fail("month must be 01–12"))?;
+                let next = if month == 12 {
+                    date(year + 1, 1, 1)
+                } else {
+                    date(year, month + 1, 1)
+                };
+                (Precision::Month, first, next)
+            }
+            10 if bytes[4] == b'-' && bytes[7] == b'-' && digits(5..7) && digits(8..10) => {
+                let day = date(year, number(5..7), number(8..10))
+                    .ok_or_else(|| fail("no such calendar date"))?;
+                (Precision::Day, day, day.succ_opt())
+            }
+            _ if bytes.len() > 10 && matches!(bytes[10], b'T' | b't') => {
+                let instant = DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| fail("expected an RFC 3339 instant with an offset, e.g. 2024-04-13T10:00:00+09:00"))?;
+                let utc = instant.naive_utc();
+                if !(1..=9999).contains(&utc.year()) {
+                    return Err(fail("years run from 0001 to 9999"));
+                }
+                let micros = instant.timestamp() * 1_000_000 + i64::from(utc.nanosecond() / 1_000);
+                return Ok(ValidTime {
+                    text: text.to_string(),
+                    earliest: micros,
+                    latest: micros,
+                    precision: Precision::Instant,
+                });
+            }
+            _ => {
+                return Err(fail(
+                    "expected YYYY, YYYY-MM, YYYY-MM-DD or an RFC 3339 instant",
+                ))
+            }
+        };
+        let next = next.ok_or_else(|| fail("no such date"))?;
+        Ok(ValidTime {
+            text: text.to_string(),
+            earliest: day_start(first),
+            latest: day_start(next) - 1,
+            precision,
+        })
+    }
+
+    /// The text as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The first instant of the span.
+    pub fn earliest(&self) -> Instant {
+        self.earliest
+    }
+
+    /// The last instant of the span.
+    pub fn latest(&self) -> Instant {
+        self.latest
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+}
+
+impl fmt::Display for ValidTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The instant a query asks about: the **end** of the named span, so that
+/// `at=2024-04-13` includes everything on that day. An empty `at` means
+/// "now": every change, whatever its valid time.
+pub fn query_instant(at: &str) -> Result<Instant, TimeError> {
+    if at.is_empty() {
+        Ok(Instant::MAX)
+    } else {
+        ValidTime::parse(at).map(|time| time.latest())
+    }
+}
+
+/// The first instant of a query's lower bound (`from` of a window); empty
+/// means the beginning of time.
+pub fn window_start(from: &str) -> Result<Instant, TimeError> {
+    if from.is_empty() {
+        Ok(Instant::MIN)
+    } else {
+        ValidTime::parse(from).map(|time| time.earliest())
+    }
+}
+
+/// Formats an instant as RFC 3339 UTC with microseconds.
+pub fn format_instant(instant: Instant) -> String {
+    match DateTime::from_timestamp_micros(instant) {
+        Some(time) => time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => instant.to_string(),
+    }
+}
+
+fn date(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, month, day)
+}
+
+fn day_start(day: NaiveDate) -> Instant {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch is a date");
+    (day - epoch).num_days() * MICROS_PER_DAY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(text: &str) -> (String, String) {
+        let time = ValidTime::parse(text).unwrap();
+        (
+            format_instant(time.earliest()),
+            format_instant(time.latest()),
+        )
+    }
+
+    #[test]
+    fn reduced_precision_denotes_its_whole_span() {
+        assert_eq!(
+            span("1950"),
+            (
+                "1950-01-01T00:00:00Z".into(),
+                "1950-12-31T23:59:59.999999Z".into()
+            )
+        );
+        assert_eq!(
+            span("2023-09"),
+            (
+                "2023-09-01T00:00:00Z".into(),
+                "2023-09-30T23:59:59.999999Z".into()
+            )
+        );
+        assert_eq!(
+            span("2024-04-13"),
+            (
+                "2024-04-13T00:00:00Z".into(),
+                "2024-04-13T23:59:59.999999Z".into()
+            )
+        );
+    }
+
+    #[test]
+    fn month_ends_and_leap_years() {
+        assert_eq!(span("2024-02").1, "2024-02-29T23:59:59.999999Z");
+        assert_eq!(span("2023-02").1, "2023-02-28T23:59:59.999999Z");
+        assert_eq!(span("1900-02").1, "1900-02-28T23:59:59.999999Z");
+        assert_eq!(span("2000-02").1, "2000-02-29T23:59:59.999999Z");
+        assert_eq!(span("2023-12").1, "2023-12-31T23:59:59.999999Z");
+        assert!(ValidTime::parse("2024-02-29").is_ok());
+        assert!(ValidTime::parse("2023-02-29").is_err());
+        assert!(ValidTime::parse("2023-04-31").is_err());
+    }
+
+    #[test]
+    fn instants_keep_their_offset() {
+        let time = ValidTime::parse("2024-04-13T10:00:00+09:00").unwrap();
+        assert_eq!(format_instant(time.earliest()), "2024-04-13T01:00:00Z");
+        assert_eq!(time.earliest(), time.latest());
+        assert_eq!(time.precision(), Precision::Instant);
+        assert_eq!(time.text(), "2024-04-13T10:00:00+09:00");
+        let fine = ValidTime::parse("2024-04-13T00:00:00.123456789Z").unwrap();
+        assert_eq!(
+            format_instant(fine.earliest()),
+            "2024-04-13T00:00:00.123456Z"
+        );
+    }
+
+    #[test]
+    fn year_range_edges() {
+        assert_eq!(span("0001").0, "0001-01-01T00:00:00Z");
+        assert_eq!(span("9999").1, "9999-12-31T23:59:59.999999Z");
+        assert!(ValidTime::parse("0000").is_err());
+        assert!(ValidTime::parse("10000").is_err());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_valid_time() {
+        for bad in [
+            "",
+            "19",
+            "195O",
+            "1950-1",
+            "1950-13",
+            "1950-00",
+            "1950-06-00",
+            "1950-06-31",
+            "1950/06/25",
+            " 1950",
+            "1950 ",
+            "1950-06-25T10:00",
+            "1950-06-25T25:00:00Z",
+            "yesterday",
+            "-500",
+            "1950-06-25Z",
+        ] {
+            assert!(ValidTime::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn query_at_means_the_end_of_the_named_span() {
+        let day = ValidTime::parse("2023-09-15").unwrap();
+        let month = ValidTime::parse("2023-09").unwrap();
+        // A change dated 2023-09 applies on 2023-09-15 but is not certain then.
+        assert!(month.earliest() <= query_instant("2023-09-15").unwrap());
+        assert!(month.latest() > query_instant("2023-09-15").unwrap());
+        assert!(month.latest() <= query_instant("2023-09-30").unwrap());
+        assert_eq!(query_instant("2023-09-15").unwrap(), day.latest());
+        assert_eq!(query_instant("").unwrap(), Instant::MAX);
+        assert_eq!(window_start("").unwrap(), Instant::MIN);
+        assert_eq!(window_start("2023-09").unwrap(), month.earliest());
+    }
+
+    #[test]
+    fn spans_order_by_their_earliest_instant() {
+        let mut times: Vec<ValidTime> =
+            ["2024-04-13", "1950", "2023-09", "1949-10-06", "2023-09-13"]
+                .iter()
+                .map(|text| ValidTime::parse(text).unwrap())
+                .collect();
+        times.sort_by_key(|time| (time.earliest(), time.latest()));
+        let order: Vec<&str> = times.iter().map(ValidTime::text).collect();
+        assert_eq!(
+            order,
+            ["1949-10-06", "1950", "2023-09", "2023-09-13", "2024-04-13"]
+        );
+    }
+}
