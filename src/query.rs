@@ -270,7 +270,7 @@ impl<'a> Snapshot<'a> {
             }
             intervals.extend(open);
         }
-        intervals.sort_by(|(left, _), (right, _)| left.cmp(right));
+        intervals.sort_by_key(|(order, _)| *order);
         intervals
             .into_iter()
             .map(|(_, interval)| interval)
@@ -378,7 +378,7 @@ impl<'a> Snapshot<'a> {
                 ));
             }
         }
-        changes.sort_by(|(left, _), (right, _)| left.cmp(right));
+        changes.sort_by_key(|(order, _)| *order);
         changes.into_iter().map(|(_, change)| change).collect()
     }
 }

@@ -137,12 +137,10 @@ async fn routes(db: Database, stopping: watch::Receiver<bool>) -> tonic::service
                 .await;
         }
     });
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
         .expect("the compiled descriptors are valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
     let timeline = TimelineServiceServer::new(Service::new(db, stopping))
@@ -154,4 +152,14 @@ async fn routes(db: Database, stopping: watch::Receiver<bool>) -> tonic::service
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(timeline)
+}
+
+/// Reflection describes every service served: ours, health, and reflection
+/// itself, so `buf curl` and grpcurl need no proto files for any of them.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }

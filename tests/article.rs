@@ -11,7 +11,10 @@ use common::TestServer;
 use std::collections::BTreeSet;
 
 fn kinds(relations: &[proto::Relation]) -> BTreeSet<String> {
-    relations.iter().map(|relation| relation.kind.clone()).collect()
+    relations
+        .iter()
+        .map(|relation| relation.kind.clone())
+        .collect()
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
@@ -35,7 +38,10 @@ async fn the_data_set_answers_what_it_must() {
         }
     };
     assert!(between("1949-10-05").await.is_empty());
-    assert_eq!(kinds(&between("1949-10-06").await), set(&["diplomatic_relations"]));
+    assert_eq!(
+        kinds(&between("1949-10-06").await),
+        set(&["diplomatic_relations"])
+    );
     assert_eq!(
         kinds(&between("1951-06-01").await),
         set(&["diplomatic_relations", "co_belligerent"])
@@ -45,10 +51,19 @@ async fn the_data_set_answers_what_it_must() {
         .await
         .unwrap()
         .iter()
-        .map(|relation| if relation.a == "china" { relation.b.clone() } else { relation.a.clone() })
+        .map(|relation| {
+            if relation.a == "china" {
+                relation.b.clone()
+            } else {
+                relation.a.clone()
+            }
+        })
         .collect();
     assert_eq!(at_war, set(&["south-korea", "united-states"]));
-    assert_eq!(kinds(&between("1953-08-01").await), set(&["diplomatic_relations"]));
+    assert_eq!(
+        kinds(&between("1953-08-01").await),
+        set(&["diplomatic_relations"])
+    );
     assert!(client
         .relations("china", "", "at_war", "1953-08-01", 0)
         .await
@@ -68,7 +83,10 @@ async fn the_data_set_answers_what_it_must() {
             .map(|attribute| attribute.value.clone())
     };
     let north_korea = client.entity("north-korea", "2012-06-01", 0).await.unwrap();
-    assert_eq!(leader(&north_korea, "leader").as_deref(), Some("kim-jong-un"));
+    assert_eq!(
+        leader(&north_korea, "leader").as_deref(),
+        Some("kim-jong-un")
+    );
     let dprk = client.entity("DPRK", "2021-01-01", 0).await.unwrap();
     assert_eq!(dprk.entity.as_ref().unwrap().id, "north-korea");
     assert_eq!(leader(&dprk, "border_status").as_deref(), Some("closed"));
@@ -90,7 +108,11 @@ async fn the_data_set_answers_what_it_must() {
         .expect("a summit in September 2023");
     assert_eq!(summit.occurred.as_ref().unwrap().start, "2023-09-13");
     assert_eq!(summit.location, "vostochny-cosmodrome");
-    let people: BTreeSet<String> = summit.participants.iter().map(|p| p.entity.clone()).collect();
+    let people: BTreeSet<String> = summit
+        .participants
+        .iter()
+        .map(|p| p.entity.clone())
+        .collect();
     assert!(people.contains("vladimir-putin") && people.contains("kim-jong-un"));
 
     // 2024-04-13 in Pyongyang.
@@ -125,8 +147,16 @@ async fn the_data_set_answers_what_it_must() {
         .find(|change| change.key == "border_status")
         .expect("border_status changed");
     assert_eq!(closure.kind, proto::ChangeKind::AttributeSet as i32);
-    assert_eq!((closure.value.as_str(), closure.at.as_str()), ("closed", "2020-01-22"));
-    let event = client.event(&closure.event_id).await.unwrap().event.unwrap();
+    assert_eq!(
+        (closure.value.as_str(), closure.at.as_str()),
+        ("closed", "2020-01-22")
+    );
+    let event = client
+        .event(&closure.event_id)
+        .await
+        .unwrap()
+        .event
+        .unwrap();
     assert_eq!(event.kind, "border_closure");
 
     server.stop().await;
@@ -137,14 +167,29 @@ fn every_event_is_traceable_to_its_source() {
     let events = article_events();
     assert!(events.len() >= 30, "the article yields a real data set");
     for (position, event) in events.iter().enumerate() {
-        assert_eq!(event.id, format!("article-{:03}", position + 1), "stable ids in file order");
-        let source = event.source.as_ref().unwrap_or_else(|| panic!("{} has a source", event.id));
+        assert_eq!(
+            event.id,
+            format!("article-{:03}", position + 1),
+            "stable ids in file order"
+        );
+        let source = event
+            .source
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has a source", event.id));
         if !source.quote.is_empty() {
-            assert!(ARTICLE_TEXT.contains(&source.quote), "{}: quote is not in the article", event.id);
+            assert!(
+                ARTICLE_TEXT.contains(&source.quote),
+                "{}: quote is not in the article",
+                event.id
+            );
         }
         let basis = event.labels.get("basis").map(String::as_str).unwrap_or("");
         if basis.contains('R') {
-            assert!(source.url.starts_with("http"), "{}: a resolved date carries its source url", event.id);
+            assert!(
+                source.url.starts_with("http"),
+                "{}: a resolved date carries its source url",
+                event.id
+            );
         }
         if event.labels.get("undated_claim").map(String::as_str) == Some("true") {
             assert_eq!(
@@ -159,7 +204,10 @@ fn every_event_is_traceable_to_its_source() {
         .iter()
         .filter(|event| event.labels.get("undated_claim").map(String::as_str) == Some("true"))
         .count();
-    assert!(undated >= 2, "the article's undated claims are recorded as reports");
+    assert!(
+        undated >= 2,
+        "the article's undated claims are recorded as reports"
+    );
 }
 
 #[tokio::test]

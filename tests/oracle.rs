@@ -16,6 +16,11 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// A relation as the replay names it: (kind, a, b, directed).
+type Key = (String, String, String, bool);
+/// (kind, a, b, directed, from, to) of one interval.
+type Interval = (String, String, String, bool, String, String);
+
 const ENTITIES: [&str; 4] = ["e-a", "e-b", "e-c", "e-d"];
 
 /// SplitMix64: a tiny deterministic generator driven by proptest's seed.
@@ -79,7 +84,11 @@ impl Rng {
             }),
         };
         proto::Effect {
-            at: if self.below(3) == 0 { self.time() } else { String::new() },
+            at: if self.below(3) == 0 {
+                self.time()
+            } else {
+                String::new()
+            },
             change: Some(change),
         }
     }
@@ -121,8 +130,12 @@ fn history(rng: &mut Rng, events: usize) -> Vec<Vec<proto::Event>> {
             let start = rng.time();
             let end = if rng.below(4) == 0 {
                 let later = rng.time();
-                let (first, second) = (ValidTime::parse(&start).unwrap(), ValidTime::parse(&later).unwrap());
-                (second.earliest() >= first.earliest() && second.latest() >= first.latest()).then_some(later)
+                let (first, second) = (
+                    ValidTime::parse(&start).unwrap(),
+                    ValidTime::parse(&later).unwrap(),
+                );
+                (second.earliest() >= first.earliest() && second.latest() >= first.latest())
+                    .then_some(later)
             } else {
                 None
             };
@@ -193,7 +206,11 @@ impl Replay {
 
     /// Entries known at S and not withdrawn by a correction known at S.
     fn in_force(&self, as_of: u64) -> Vec<&(StoredEntry, Event)> {
-        let known: Vec<_> = self.log.iter().filter(|(entry, _)| entry.seq <= as_of).collect();
+        let known: Vec<_> = self
+            .log
+            .iter()
+            .filter(|(entry, _)| entry.seq <= as_of)
+            .collect();
         let withdrawn: Vec<&str> = known
             .iter()
             .filter_map(|(_, event)| event.corrects.as_deref())
@@ -223,9 +240,13 @@ impl Replay {
     }
 
     /// Relation key → (is active, deciding change) at Q.
-    fn relation_state(&self, at: Instant, as_of: u64) -> BTreeMap<(String, String, String, bool), (bool, NaiveChange)> {
+    fn relation_state(&self, at: Instant, as_of: u64) -> BTreeMap<Key, (bool, NaiveChange)> {
         let mut state = BTreeMap::new();
-        for change in self.changes(as_of).into_iter().filter(|change| change.earliest <= at) {
+        for change in self
+            .changes(as_of)
+            .into_iter()
+            .filter(|change| change.earliest <= at)
+        {
             let (key, active) = match &change.change {
                 EffectChange::Begin(key) => (key, true),
                 EffectChange::End(key) => (key, false),
@@ -240,7 +261,9 @@ impl Replay {
     fn relations(&self, entity: Option<&str>, at: Instant, as_of: u64) -> Vec<proto::Relation> {
         self.relation_state(at, as_of)
             .into_iter()
-            .filter(|((_, a, b, _), (active, _))| *active && entity.is_none_or(|entity| a == entity || b == entity))
+            .filter(|((_, a, b, _), (active, _))| {
+                *active && entity.is_none_or(|entity| a == entity || b == entity)
+            })
             .map(|((kind, a, b, directed), (_, change))| proto::Relation {
                 a,
                 b,
@@ -254,11 +277,22 @@ impl Replay {
     }
 
     /// (entity, key) → (value, deciding change) at Q.
-    fn attribute_state(&self, at: Instant, as_of: u64) -> BTreeMap<(String, String), (String, NaiveChange)> {
+    fn attribute_state(
+        &self,
+        at: Instant,
+        as_of: u64,
+    ) -> BTreeMap<(String, String), (String, NaiveChange)> {
         let mut state = BTreeMap::new();
-        for change in self.changes(as_of).into_iter().filter(|change| change.earliest <= at) {
+        for change in self
+            .changes(as_of)
+            .into_iter()
+            .filter(|change| change.earliest <= at)
+        {
             if let EffectChange::Set { entity, key, value } = &change.change {
-                state.insert((entity.clone(), key.clone()), (value.clone(), change.clone()));
+                state.insert(
+                    (entity.clone(), key.clone()),
+                    (value.clone(), change.clone()),
+                );
             }
         }
         state
@@ -295,8 +329,8 @@ impl Replay {
     }
 
     /// (kind, a, b, directed, from, to) of every interval of `entity`'s relations.
-    fn history(&self, entity: &str, as_of: u64) -> Vec<(String, String, String, bool, String, String)> {
-        let mut open: HashMap<(String, String, String, bool), (Instant, u64, usize, String)> = HashMap::new();
+    fn history(&self, entity: &str, as_of: u64) -> Vec<Interval> {
+        let mut open: HashMap<Key, (Instant, u64, usize, String)> = HashMap::new();
         let mut intervals = Vec::new();
         for change in self.changes(as_of) {
             let (key, begins) = match &change.change {
@@ -310,31 +344,53 @@ impl Replay {
             let name = (key.kind.clone(), key.a.clone(), key.b.clone(), key.directed);
             match (begins, open.contains_key(&name)) {
                 (true, false) => {
-                    open.insert(name, (change.earliest, change.seq, change.effect, change.time.clone()));
+                    open.insert(
+                        name,
+                        (
+                            change.earliest,
+                            change.seq,
+                            change.effect,
+                            change.time.clone(),
+                        ),
+                    );
                 }
                 (false, true) => {
                     let (earliest, seq, effect, from) = open.remove(&name).unwrap();
-                    intervals.push(((earliest, seq, effect), (name.0, name.1, name.2, name.3, from, change.time.clone())));
+                    intervals.push((
+                        (earliest, seq, effect),
+                        (name.0, name.1, name.2, name.3, from, change.time.clone()),
+                    ));
                 }
                 _ => {}
             }
         }
         for (name, (earliest, seq, effect, from)) in open {
-            intervals.push(((earliest, seq, effect), (name.0, name.1, name.2, name.3, from, String::new())));
+            intervals.push((
+                (earliest, seq, effect),
+                (name.0, name.1, name.2, name.3, from, String::new()),
+            ));
         }
         intervals.sort();
-        intervals.into_iter().map(|(_, interval)| interval).collect()
+        intervals
+            .into_iter()
+            .map(|(_, interval)| interval)
+            .collect()
     }
 }
 
 fn check_history(seed: u64, events: usize, queries: usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = Arc::new(MemoryStore::new());
     let db = Database::open(store.clone(), Limits::default()).unwrap();
     let mut rng = Rng(seed);
     runtime.block_on(async {
         for batch in history(&mut rng, events) {
-            db.append(batch, None).await.expect("generated histories are valid");
+            db.append(batch, None)
+                .await
+                .expect("generated histories are valid");
         }
     });
     let replay = Replay::new(store.as_ref());
@@ -342,45 +398,89 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     for _ in 0..queries {
         let as_of_seq = rng.below(last + 1);
         let as_of = if as_of_seq == 0 { last } else { as_of_seq };
-        let at_text = if rng.below(8) == 0 { String::new() } else { rng.time() };
+        let at_text = if rng.below(8) == 0 {
+            String::new()
+        } else {
+            rng.time()
+        };
         let at = query_instant(&at_text).unwrap();
         let from_text = rng.time();
         let from = window_start(&from_text).unwrap();
         let to = query_instant(&rng.time()).unwrap().max(from);
         let context = format!("seed {seed}, at {at_text:?}, as_of_seq {as_of_seq}");
         db.read(as_of_seq, |snapshot| {
-            assert_eq!(snapshot.relations(None, None, None, at), replay.relations(None, at, as_of), "graph, {context}");
+            assert_eq!(
+                snapshot.relations(None, None, None, at),
+                replay.relations(None, at, as_of),
+                "graph, {context}"
+            );
             for entity in ENTITIES {
                 assert_eq!(
                     snapshot.relations(Some(entity), None, None, at),
                     {
                         let mut expected = replay.relations(Some(entity), at, as_of);
-                        expected.sort_by(|x, y| (&x.kind, &x.a, &x.b, x.directed).cmp(&(&y.kind, &y.a, &y.b, y.directed)));
+                        expected.sort_by(|x, y| {
+                            (&x.kind, &x.a, &x.b, x.directed)
+                                .cmp(&(&y.kind, &y.a, &y.b, y.directed))
+                        });
                         expected
                     },
                     "relations of {entity}, {context}"
                 );
-                assert_eq!(snapshot.attributes(entity, at), replay.attributes(entity, at, as_of), "attributes of {entity}, {context}");
+                assert_eq!(
+                    snapshot.attributes(entity, at),
+                    replay.attributes(entity, at, as_of),
+                    "attributes of {entity}, {context}"
+                );
                 let filter = EventFilter {
                     entity: Some(entity.to_string()),
                     kind: None,
                     from,
                     to,
                 };
-                assert_eq!(snapshot.events(&filter), replay.events(from, to, Some(entity), as_of), "events of {entity}, {context}");
+                assert_eq!(
+                    snapshot.events(&filter),
+                    replay.events(from, to, Some(entity), as_of),
+                    "events of {entity}, {context}"
+                );
                 let history: Vec<_> = snapshot
                     .relation_history(entity, None, None)
                     .into_iter()
-                    .map(|interval| (interval.kind, interval.a, interval.b, interval.directed, interval.from, interval.to))
+                    .map(|interval| {
+                        (
+                            interval.kind,
+                            interval.a,
+                            interval.b,
+                            interval.directed,
+                            interval.from,
+                            interval.to,
+                        )
+                    })
                     .collect();
-                assert_eq!(history, replay.history(entity, as_of), "history of {entity}, {context}");
+                assert_eq!(
+                    history,
+                    replay.history(entity, as_of),
+                    "history of {entity}, {context}"
+                );
             }
-            let all = EventFilter { entity: None, kind: None, from, to };
-            assert_eq!(snapshot.events(&all), replay.events(from, to, None, as_of), "events, {context}");
+            let all = EventFilter {
+                entity: None,
+                kind: None,
+                from,
+                to,
+            };
+            assert_eq!(
+                snapshot.events(&all),
+                replay.events(from, to, None, as_of),
+                "events, {context}"
+            );
 
             // Diff = the difference between two replays.
             let diff = snapshot.diff(from, at.max(from), None);
-            let (before, after) = (replay.relation_state(from, as_of), replay.relation_state(at.max(from), as_of));
+            let (before, after) = (
+                replay.relation_state(from, as_of),
+                replay.relation_state(at.max(from), as_of),
+            );
             let mut expected_relations = 0;
             for (key, (active, _)) in &after {
                 let was = before.get(key).is_some_and(|(active, _)| *active);
@@ -389,22 +489,43 @@ fn check_history(seed: u64, events: usize, queries: usize) {
             for (key, (active, _)) in &before {
                 expected_relations += usize::from(*active && !after.contains_key(key));
             }
-            let (before, after) = (replay.attribute_state(from, as_of), replay.attribute_state(at.max(from), as_of));
-            let value = |state: &BTreeMap<(String, String), (String, NaiveChange)>, key: &(String, String)| {
-                state.get(key).map(|(value, _)| value.clone()).unwrap_or_default()
+            let (before, after) = (
+                replay.attribute_state(from, as_of),
+                replay.attribute_state(at.max(from), as_of),
+            );
+            let value = |state: &BTreeMap<(String, String), (String, NaiveChange)>,
+                         key: &(String, String)| {
+                state
+                    .get(key)
+                    .map(|(value, _)| value.clone())
+                    .unwrap_or_default()
             };
             let mut expected_attributes = 0;
             for key in after.keys() {
                 expected_attributes += usize::from(value(&before, key) != value(&after, key));
             }
-            let relation_changes = diff.iter().filter(|change| change.relation.is_some()).count();
-            assert_eq!(relation_changes, expected_relations, "diff relations, {context}");
-            assert_eq!(diff.len() - relation_changes, expected_attributes, "diff attributes, {context}");
+            let relation_changes = diff
+                .iter()
+                .filter(|change| change.relation.is_some())
+                .count();
+            assert_eq!(
+                relation_changes, expected_relations,
+                "diff relations, {context}"
+            );
+            assert_eq!(
+                diff.len() - relation_changes,
+                expected_attributes,
+                "diff attributes, {context}"
+            );
             for change in &diff {
                 if change.relation.is_none() {
                     let key = (change.entity.clone(), change.key.clone());
                     assert_eq!(change.value, value(&after, &key), "diff value, {context}");
-                    assert_eq!(change.previous_value, value(&before, &key), "diff previous value, {context}");
+                    assert_eq!(
+                        change.previous_value,
+                        value(&before, &key),
+                        "diff previous value, {context}"
+                    );
                 }
             }
         })

@@ -64,7 +64,10 @@ impl Serve {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the server did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -89,27 +92,55 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
     let serve = Serve::start(dir.path());
 
     let relations = serve.run(&["relations", "north-korea", "--at", "1951-06-01"]);
-    assert!(relations.starts_with("RELATION"), "an aligned table: {relations}");
+    assert!(
+        relations.starts_with("RELATION"),
+        "an aligned table: {relations}"
+    );
     assert!(relations.contains("co_belligerent") && relations.contains("china -- north-korea"));
 
     let entity = serve.run(&["entity", "DPRK", "--at", "2021-01-01"]);
-    assert!(entity.contains("border_status") && entity.contains("closed"), "{entity}");
+    assert!(
+        entity.contains("border_status") && entity.contains("closed"),
+        "{entity}"
+    );
 
     let history = serve.run(&["history", "china", "north-korea"]);
-    assert!(history.contains("co_belligerent") && history.contains("1953-07-27"), "{history}");
+    assert!(
+        history.contains("co_belligerent") && history.contains("1953-07-27"),
+        "{history}"
+    );
 
     let events = serve.run(&[
-        "events", "--entity", "kim-jong-un", "--from", "2023-09", "--to", "2023-09",
+        "events",
+        "--entity",
+        "kim-jong-un",
+        "--from",
+        "2023-09",
+        "--to",
+        "2023-09",
     ]);
-    assert!(events.contains("summit") && events.contains("2023-09-13"), "{events}");
+    assert!(
+        events.contains("summit") && events.contains("2023-09-13"),
+        "{events}"
+    );
 
     let diff = serve.run(&[
-        "diff", "--entity", "north-korea", "--from", "2019-12-31", "--to", "2021-01-01",
+        "diff",
+        "--entity",
+        "north-korea",
+        "--from",
+        "2019-12-31",
+        "--to",
+        "2021-01-01",
     ]);
-    assert!(diff.contains("north-korea.border_status = closed") && diff.contains("2020-01-22"), "{diff}");
+    assert!(
+        diff.contains("north-korea.border_status = closed") && diff.contains("2020-01-22"),
+        "{diff}"
+    );
 
     let json: serde_json::Value =
-        serde_json::from_str(&serve.run(&["relations", "china", "--at", "1962-01-01", "--json"])).unwrap();
+        serde_json::from_str(&serve.run(&["relations", "china", "--at", "1962-01-01", "--json"]))
+            .unwrap();
     let kinds: Vec<&str> = json["relations"]
         .as_array()
         .unwrap()
@@ -121,7 +152,11 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
     let seeded = last_seq(&serve);
     assert!(seeded > 0);
     let log = serve.run(&["log", "--limit", "3"]);
-    assert_eq!(log.lines().count(), 1 + 3 + 1, "header, three rows, a 'more' line: {log}");
+    assert_eq!(
+        log.lines().count(),
+        1 + 3 + 1,
+        "header, three rows, a 'more' line: {log}"
+    );
 
     // append FILE, then tail sees it.
     let file = dir.path().join("new.jsonl");
@@ -142,13 +177,23 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
     let tail = serve.run(&["tail", "--from", &from, "--count", "2"]);
     assert!(tail.contains("cli-1") && tail.contains("cli-2"), "{tail}");
     let possible = serve.run(&["relations", "mongolia", "--at", "2024-06-15"]);
-    assert!(possible.contains("possible"), "a change dated 2024-06 is not certain mid-month: {possible}");
+    assert!(
+        possible.contains("possible"),
+        "a change dated 2024-06 is not certain mid-month: {possible}"
+    );
 
     let status = serve.terminate();
-    assert!(status.success(), "SIGTERM drains and exits 0, not {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM drains and exits 0, not {status:?}"
+    );
 
     let serve = Serve::start(dir.path());
-    assert_eq!(last_seq(&serve), seeded + 2, "a restart keeps everything and seeds nothing");
+    assert_eq!(
+        last_seq(&serve),
+        seeded + 2,
+        "a restart keeps everything and seeds nothing"
+    );
     assert!(serve.terminate().success());
 }
 
@@ -162,9 +207,19 @@ fn a_bad_request_prints_the_reason_and_exits_non_zero() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("NotFound") && stderr.contains("atlantis"), "{stderr}");
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("atlantis"),
+        "{stderr}"
+    );
     let output = Command::new(BINARY)
-        .args(["relations", "china", "--at", "1950-13", "--server", &serve.address])
+        .args([
+            "relations",
+            "china",
+            "--at",
+            "1950-13",
+            "--server",
+            &serve.address,
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());

@@ -20,16 +20,14 @@ impl MemoryStore {
 impl LogStore for MemoryStore {
     fn append(&self, entries: &[StoredEntry]) -> Result<()> {
         let mut log = self.log.write().expect("log lock poisoned");
-        let mut expected = log.keys().next_back().copied().unwrap_or(0) + 1;
-        for entry in entries {
+        let last = log.keys().next_back().copied().unwrap_or(0);
+        for (expected, entry) in (last + 1..).zip(entries) {
             if entry.seq != expected {
                 return Err(Error::Storage(format!(
-                    "append of seq {} would leave a gap after {}",
-                    entry.seq,
-                    expected - 1
+                    "append of seq {} would leave a gap after {last}",
+                    entry.seq
                 )));
             }
-            expected += 1;
         }
         for entry in entries {
             log.insert(entry.seq, encode_entry(entry));

@@ -79,7 +79,12 @@ pub fn event(id: &str, kind: &str, start: &str, effects: Vec<proto::Effect>) -> 
     }
 }
 
-pub fn declare(id: &str, name: &str, entity_type: proto::EntityType, aliases: &[&str]) -> proto::Effect {
+pub fn declare(
+    id: &str,
+    name: &str,
+    entity_type: proto::EntityType,
+    aliases: &[&str],
+) -> proto::Effect {
     effect(proto::effect::Change::Declare(proto::Declare {
         id: id.to_string(),
         name: name.to_string(),
