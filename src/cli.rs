@@ -42,6 +42,9 @@ enum Command {
         /// sled page cache, in MiB.
         #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
         cache_mb: u64,
+        /// Entity timelines kept in memory by the index, in MiB.
+        #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 512)]
+        timeline_cache_mb: usize,
     },
     /// An entity with its attributes and relations at a time.
     Entity {
@@ -175,6 +178,7 @@ async fn execute(cli: Cli) -> Outcome {
         data_dir,
         no_seed,
         cache_mb,
+        timeline_cache_mb,
     } = cli.command
     {
         let config = Config {
@@ -182,6 +186,7 @@ async fn execute(cli: Cli) -> Outcome {
             data_dir,
             seed: !no_seed,
             cache_bytes: cache_mb * 1024 * 1024,
+            timeline_cache_bytes: timeline_cache_mb * 1024 * 1024,
         };
         return serve(config).await;
     }

@@ -10,22 +10,24 @@
 //! made visible to readers, through `durable_seq`.
 
 use crate::error::{Error, Result};
-use crate::index::Index;
+use crate::index::{Index, TimelineCache};
 use crate::model::{Change, Declaration, Event};
 use crate::proto;
 use crate::query::Snapshot;
-use crate::store::{timestamp, LogStore, StoredEntry};
+use crate::store::{timestamp, LogStore, StoredEntry, Write};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// Limits on what one append may carry.
+/// Limits on what one append may carry, and the memory the index may use.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_batch_events: usize,
     pub max_event_bytes: usize,
+    /// Bytes of entity timelines kept in memory (see `index::TimelineCache`).
+    pub timeline_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
         Limits {
             max_batch_events: 10_000,
             max_event_bytes: 64 * 1024,
+            timeline_cache_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Database {
 struct Shared {
     store: Arc<dyn LogStore>,
     index: RwLock<Index>,
+    timelines: TimelineCache,
     /// The last seq known to be durable; readers never look past it.
     durable: watch::Sender<u64>,
     jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
@@ -70,38 +74,21 @@ struct Shared {
 }
 
 impl Database {
-    /// Opens a database over `store`, rebuilding the index from the log.
+    /// Opens a database over `store`. The derived trees are used as they
+    /// are, after indexing any log entries they lag behind (a crash between
+    /// the log write and the index write); the log is not replayed.
     pub fn open(store: Arc<dyn LogStore>, limits: Limits) -> Result<Database> {
-        let mut index = Index::new();
-        let mut next = 1;
-        let mut last_recorded_at = i64::MIN;
-        loop {
-            let entries = store.read(next, 1024)?;
-            let Some(last) = entries.last() else { break };
-            next = last.seq + 1;
-            for entry in &entries {
-                if entry.seq != index.last_seq() + 1 {
-                    return Err(Error::DataLoss(format!(
-                        "the log jumps from seq {} to {}",
-                        index.last_seq(),
-                        entry.seq
-                    )));
-                }
-                let event = Event::from_proto(&entry.event).map_err(|error| {
-                    Error::DataLoss(format!(
-                        "log entry {} no longer validates: {error}",
-                        entry.seq
-                    ))
-                })?;
-                index.apply(entry, &event);
-                last_recorded_at = entry.recorded_at;
-            }
-        }
+        let index = Index::open(store.as_ref())?;
+        let last_recorded_at = match index.last_seq() {
+            0 => i64::MIN,
+            last => store.get(last)?.map_or(i64::MIN, |entry| entry.recorded_at),
+        };
         let last_seq = index.last_seq();
         let (jobs, receiver) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             store,
             index: RwLock::new(index),
+            timelines: TimelineCache::new(limits.timeline_cache_bytes),
             durable: watch::Sender::new(last_seq),
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(None),
@@ -167,7 +154,45 @@ impl Database {
         }
         let as_of = if as_of_seq == 0 { last } else { as_of_seq };
         let index = self.index();
-        Ok(query(&Snapshot::new(&index, as_of)))
+        Ok(query(&self.snapshot(&index, as_of)))
+    }
+
+    fn snapshot<'a>(&'a self, index: &'a Index, as_of: u64) -> Snapshot<'a> {
+        Snapshot::new(
+            index,
+            &self.shared.timelines,
+            self.shared.store.as_ref(),
+            as_of,
+        )
+    }
+
+    /// The wire form of stored entries, with `superseded_by` as known at
+    /// `as_of`.
+    fn wire_entries(&self, stored: Vec<StoredEntry>, as_of: u64) -> Result<Vec<proto::LogEntry>> {
+        let corrections: Vec<Option<u64>> = {
+            let index = self.index();
+            let snapshot = self.snapshot(&index, as_of);
+            stored
+                .iter()
+                .map(|entry| snapshot.superseded_by(entry.seq))
+                .collect()
+        };
+        stored
+            .into_iter()
+            .zip(corrections)
+            .map(|(entry, correction)| {
+                let superseded_by = match correction {
+                    Some(seq) => self
+                        .shared
+                        .store
+                        .get(seq)?
+                        .map(|correction| correction.event.id)
+                        .unwrap_or_default(),
+                    None => String::new(),
+                };
+                Ok(wire_entry(entry, &superseded_by))
+            })
+            .collect()
     }
 
     fn index(&self) -> RwLockReadGuard<'_, Index> {
@@ -185,53 +210,40 @@ impl Database {
                     .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let index = self.index();
-        let snapshot = Snapshot::new(&index, as_of);
-        Ok(stored
-            .into_iter()
-            .map(|entry| {
-                let superseded_by = snapshot.superseded_by(entry.seq).unwrap_or_default();
-                wire_entry(entry, superseded_by)
-            })
-            .collect())
+        self.wire_entries(stored, as_of)
     }
 
     /// Up to `limit` durable entries from `from` on (towards seq 1 when
     /// `reverse`), with `superseded_by` as known now.
     pub fn read_log(&self, from: u64, limit: usize, reverse: bool) -> Result<Vec<proto::LogEntry>> {
         let last = self.last_seq();
-        let seqs: Vec<u64> = if reverse {
-            let top = if from == 0 { last } else { from.min(last) };
-            (1..=top).rev().take(limit).collect()
-        } else {
-            (from.max(1)..=last).take(limit).collect()
-        };
-        if seqs.is_empty() {
-            return Ok(Vec::new());
-        }
         if reverse {
+            let top = if from == 0 { last } else { from.min(last) };
+            let seqs: Vec<u64> = (1..=top).rev().take(limit).collect();
             return self.entries(&seqs, last);
         }
-        let stored = self.shared.store.read(seqs[0], seqs.len())?;
-        let index = self.index();
-        let snapshot = Snapshot::new(&index, last);
-        Ok(stored
-            .into_iter()
-            .filter(|entry| entry.seq <= last)
-            .map(|entry| {
-                let superseded_by = snapshot.superseded_by(entry.seq).unwrap_or_default();
-                wire_entry(entry, superseded_by)
-            })
-            .collect())
+        let from = from.max(1);
+        if from > last {
+            return Ok(Vec::new());
+        }
+        let count = limit.min((last - from + 1) as usize);
+        let stored = self.shared.store.read(from, count)?;
+        self.wire_entries(stored, last)
     }
 
-    /// Does the entry at `seq` pass a subscription's filters?
-    pub fn matches(&self, seq: u64, entity: Option<&str>, kind: Option<&str>) -> bool {
-        let index = self.index();
-        index.meta(seq).is_some_and(|meta| {
-            kind.is_none_or(|kind| meta.kind == kind)
-                && entity.is_none_or(|entity| meta.entities.iter().any(|named| named == entity))
-        })
+    /// Rebuilds every derived tree from the log and empties the cache.
+    pub fn rebuild_indexes(&self) -> Result<()> {
+        let mut index = self.shared.index.write().expect("index lock poisoned");
+        let _writes = self.shared.timelines.lock();
+        *index = Index::rebuild(self.shared.store.as_ref())?;
+        drop(_writes);
+        self.shared.timelines.clear();
+        Ok(())
+    }
+
+    /// Bytes of entity timelines held in memory.
+    pub fn cached_bytes(&self) -> usize {
+        self.shared.timelines.bytes()
     }
 
     pub fn size_on_disk(&self) -> u64 {
@@ -260,24 +272,52 @@ pub fn wire_entry(entry: StoredEntry, superseded_by: &str) -> proto::LogEntry {
     }
 }
 
+/// What one writer round will write: the accepted entries, the derived
+/// writes they imply, and their ids (not yet in the `ids` tree).
+#[derive(Default)]
+struct Round {
+    entries: Vec<StoredEntry>,
+    derived: Vec<Write>,
+    ids: HashMap<String, u64>,
+}
+
+/// Writes a round: the log, then the derived trees and the cached
+/// timelines under the cache lock, then one sync for all of it.
+fn commit(shared: &Shared, round: &Round) -> Result<()> {
+    {
+        let mut timelines = shared.timelines.lock();
+        shared.store.append(&round.entries, &round.derived)?;
+        timelines.absorb(&round.derived)?;
+    }
+    shared.store.sync()
+}
+
+/// The seq of an event id: in this round, or in the `ids` tree.
+fn seq_of(shared: &Shared, round: &Round, id: &str) -> Result<Option<u64>> {
+    match round.ids.get(id) {
+        Some(seq) => Ok(Some(*seq)),
+        None => crate::index::seq_of(shared.store.as_ref(), id),
+    }
+}
+
 /// The writer loop. One thread, so seqs are handed out in one order; each
 /// round drains every waiting job and makes them durable together.
 fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut clock: i64) {
     const MAX_JOBS_PER_ROUND: usize = 512;
     while let Some(first) = jobs.blocking_recv() {
-        let mut round = vec![first];
-        while round.len() < MAX_JOBS_PER_ROUND {
+        let mut jobs_in_round = vec![first];
+        while jobs_in_round.len() < MAX_JOBS_PER_ROUND {
             match jobs.try_recv() {
-                Ok(job) => round.push(job),
+                Ok(job) => jobs_in_round.push(job),
                 Err(_) => break,
             }
         }
-        let mut pending: Vec<StoredEntry> = Vec::new();
+        let mut round = Round::default();
         let mut answers: Vec<(oneshot::Sender<Result<Appended>>, Result<Appended>)> =
-            Vec::with_capacity(round.len());
+            Vec::with_capacity(jobs_in_round.len());
         {
             let mut index = shared.index.write().expect("index lock poisoned");
-            for job in round {
+            for job in jobs_in_round {
                 let answer = if shared.failed.load(Ordering::SeqCst) {
                     Err(Error::Unavailable(
                         "an earlier write to the log failed; restart the server".into(),
@@ -288,16 +328,16 @@ fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut cloc
                         &mut index,
                         job.events,
                         job.expected_last_seq,
-                        &mut pending,
+                        &mut round,
                         &mut clock,
                     )
                 };
                 answers.push((job.reply, answer));
             }
         }
-        if !pending.is_empty() {
-            let last = pending.last().map_or(0, |entry| entry.seq);
-            if let Err(error) = shared.store.append(&pending) {
+        if !round.entries.is_empty() {
+            let last = round.entries.last().map_or(0, |entry| entry.seq);
+            if let Err(error) = commit(&shared, &round) {
                 tracing::error!(%error, "writing to the log failed; refusing further appends");
                 shared.failed.store(true, Ordering::SeqCst);
                 for (_, answer) in &mut answers {
@@ -330,7 +370,7 @@ fn prepare(
     index: &mut Index,
     mut events: Vec<proto::Event>,
     expected_last_seq: Option<u64>,
-    pending: &mut Vec<StoredEntry>,
+    round: &mut Round,
     clock: &mut i64,
 ) -> Result<Appended> {
     let limits = &shared.limits;
@@ -377,11 +417,11 @@ fn prepare(
     // Re-sent events: same content returns the original, other content is refused.
     let mut originals: Vec<Option<StoredEntry>> = Vec::with_capacity(events.len());
     for (position, event) in events.iter().enumerate() {
-        let Some(seq) = index.seq_of(&event.id) else {
+        let Some(seq) = seq_of(shared, round, &event.id)? else {
             originals.push(None);
             continue;
         };
-        let original = match pending.iter().find(|entry| entry.seq == seq) {
+        let original = match round.entries.iter().find(|entry| entry.seq == seq) {
             Some(entry) => entry.clone(),
             None => shared
                 .store
@@ -412,14 +452,19 @@ fn prepare(
         }
     }
 
-    check_context(index, &events, &parsed, &originals)?;
+    let corrected = check_context(shared, index, round, &events, &parsed, &originals)?;
 
     // Accepted: assign seqs and fold into the index (invisible to readers
     // until the round is durable).
     let now = chrono::Utc::now().timestamp_micros();
     *clock = (*clock).max(now);
     let mut entries = Vec::with_capacity(events.len());
-    for ((event, domain), original) in events.into_iter().zip(&parsed).zip(originals) {
+    for (((event, domain), original), corrected) in events
+        .into_iter()
+        .zip(&parsed)
+        .zip(originals)
+        .zip(corrected)
+    {
         let entry = match original {
             Some(original) => original,
             None => {
@@ -428,8 +473,14 @@ fn prepare(
                     recorded_at: *clock,
                     event,
                 };
-                index.apply(&entry, domain);
-                pending.push(entry.clone());
+                // A target earlier in this batch got its seq just above.
+                let corrected = corrected.or_else(|| {
+                    let target = domain.corrects.as_deref()?;
+                    round.ids.get(target).copied()
+                });
+                round.derived.extend(index.apply(&entry, domain, corrected));
+                round.ids.insert(entry.event.id.clone(), entry.seq);
+                round.entries.push(entry.clone());
                 entry
             }
         };
@@ -443,14 +494,23 @@ fn prepare(
 
 /// The checks that need the log: every named entity is declared (before, or
 /// anywhere in this batch); a correction names an earlier event that nothing
-/// has corrected yet; names and aliases stay unambiguous.
+/// has corrected yet; names and aliases stay unambiguous. Returns, per
+/// event, the seq of the event it corrects (when it is in the log already).
 fn check_context(
+    shared: &Shared,
     index: &Index,
+    round: &Round,
     events: &[proto::Event],
     parsed: &[Event],
     originals: &[Option<StoredEntry>],
-) -> Result<()> {
-    let current = Snapshot::new(index, index.last_seq());
+) -> Result<Vec<Option<u64>>> {
+    let current = Snapshot::new(
+        index,
+        &shared.timelines,
+        shared.store.as_ref(),
+        index.last_seq(),
+    );
+    let mut corrected_seqs = vec![None; events.len()];
     let new = || {
         parsed
             .iter()
@@ -500,13 +560,22 @@ fn check_context(
         };
         let field = format!("events[{position}].corrects");
         let earlier_in_batch = events[..position].iter().any(|other| other.id == target);
-        match index.seq_of(target) {
+        match seq_of(shared, round, target)? {
             Some(seq) => {
                 if let Some(by) = current.superseded_by(seq) {
+                    let by = match round.entries.iter().find(|entry| entry.seq == by) {
+                        Some(entry) => entry.event.id.clone(),
+                        None => shared
+                            .store
+                            .get(by)?
+                            .map(|entry| entry.event.id)
+                            .unwrap_or_default(),
+                    };
                     return Err(Error::FailedPrecondition(format!(
                         "{field}: event {target:?} is already superseded by {by:?}; correct that one instead"
                     )));
                 }
+                corrected_seqs[position] = Some(seq);
             }
             None if earlier_in_batch => {}
             None => {
@@ -523,5 +592,5 @@ fn check_context(
             ));
         }
     }
-    Ok(())
+    Ok(corrected_seqs)
 }

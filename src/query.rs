@@ -1,5 +1,5 @@
 //! Point-in-time queries: the state at a valid-time instant Q, as known at
-//! log seq S. Pure functions of the index; no I/O, no tonic.
+//! log seq S. No tonic here; reads go through the index and its timelines.
 //!
 //! A change applies at Q when its earliest instant is <= Q, and is `certain`
 //! when its latest instant is <= Q too. Among the changes to one relation or
@@ -10,14 +10,22 @@
 //! Results are expressed in the wire's view types (`proto::Relation`, …):
 //! they are plain data, and a second copy of each would add nothing.
 
-use crate::index::{Change, DeclarationRecord, Index, Op};
-use crate::model::RelationKey;
+use crate::error::{Error, Result};
+use crate::index::records::EventRecord;
+use crate::index::{
+    keys, AttributeChange, Declared, EntityTimeline, Index, RelationChange, TimelineCache,
+};
 use crate::proto;
+use crate::store::{LogStore, Tree};
 use crate::time::Instant;
+use prost::Message;
+use std::collections::BTreeMap;
 
 /// The index as known at seq `as_of`.
 pub struct Snapshot<'a> {
     index: &'a Index,
+    timelines: &'a TimelineCache,
+    store: &'a dyn LogStore,
     as_of: u64,
 }
 
@@ -33,9 +41,16 @@ pub struct EventFilter {
 }
 
 impl<'a> Snapshot<'a> {
-    pub fn new(index: &'a Index, as_of: u64) -> Snapshot<'a> {
+    pub fn new(
+        index: &'a Index,
+        timelines: &'a TimelineCache,
+        store: &'a dyn LogStore,
+        as_of: u64,
+    ) -> Snapshot<'a> {
         Snapshot {
             index,
+            timelines,
+            store,
             as_of: as_of.min(index.last_seq()),
         }
     }
@@ -47,41 +62,27 @@ impl<'a> Snapshot<'a> {
     /// Is the entry with this seq part of what was known at S, and not
     /// withdrawn by then?
     fn in_force(&self, seq: u64) -> bool {
-        seq <= self.as_of && !self.withdrawn(seq)
+        seq <= self.as_of
+            && (self.index.superseded.is_empty()
+                || !self
+                    .index
+                    .superseded
+                    .get(&seq)
+                    .is_some_and(|correction| *correction <= self.as_of))
     }
 
-    fn withdrawn(&self, seq: u64) -> bool {
-        self.index
-            .superseded
-            .get(&seq)
-            .is_some_and(|correction| *correction <= self.as_of)
-    }
-
-    /// The id of the correction that withdrew `seq`, if known at S.
-    pub fn superseded_by(&self, seq: u64) -> Option<&'a str> {
+    /// The seq of the correction that withdrew `seq`, if known at S.
+    pub fn superseded_by(&self, seq: u64) -> Option<u64> {
         let correction = *self.index.superseded.get(&seq)?;
-        (correction <= self.as_of).then(|| self.event_id(correction))
-    }
-
-    pub fn event_id(&self, seq: u64) -> &'a str {
-        self.index.meta(seq).map_or("", |meta| meta.id.as_str())
+        (correction <= self.as_of).then_some(correction)
     }
 
     /// The seq of an event id, if recorded by S.
-    pub fn seq_of(&self, id: &str) -> Option<u64> {
-        self.index.seq_of(id).filter(|seq| *seq <= self.as_of)
+    pub fn seq_of(&self, id: &str) -> Result<Option<u64>> {
+        Ok(crate::index::seq_of(self.store, id)?.filter(|seq| *seq <= self.as_of))
     }
 
-    /// The change that decides a relation or attribute at Q.
-    fn deciding(&self, changes: &'a [Change], at: Instant) -> Option<&'a Change> {
-        let applicable = changes.partition_point(|change| change.earliest <= at);
-        changes[..applicable]
-            .iter()
-            .rev()
-            .find(|change| self.in_force(change.seq))
-    }
-
-    fn declaration(&self, id: &str) -> Option<&'a DeclarationRecord> {
+    fn declaration(&self, id: &str) -> Option<&'a Declared> {
         self.index
             .declarations
             .get(id)?
@@ -120,7 +121,7 @@ impl<'a> Snapshot<'a> {
             name: declaration.name.clone(),
             r#type: declaration.entity_type as i32,
             aliases: declaration.aliases.clone(),
-            declared_by: self.event_id(record.seq).to_string(),
+            declared_by: record.event_id.clone(),
         })
     }
 
@@ -149,156 +150,230 @@ impl<'a> Snapshot<'a> {
             .collect()
     }
 
-    fn relation_view(&self, key: &RelationKey, change: &Change, at: Instant) -> proto::Relation {
+    fn timeline<R>(&self, entity: &str, read: impl FnOnce(&EntityTimeline) -> R) -> Result<R> {
+        let timeline = self.timelines.get(self.store, entity)?;
+        let timeline = timeline
+            .read()
+            .map_err(|_| Error::Storage("a timeline lock was poisoned".into()))?;
+        Ok(read(&timeline))
+    }
+
+    /// The change that decides one relation or attribute at Q: the last of
+    /// `history` (sorted by earliest, seq, effect) that applies and is in force.
+    fn deciding<'t, T>(
+        &self,
+        history: &'t [T],
+        at: Instant,
+        earliest: impl Fn(&T) -> Instant,
+        seq: impl Fn(&T) -> u64,
+    ) -> Option<&'t T> {
+        let applicable = history.partition_point(|change| earliest(change) <= at);
+        history[..applicable]
+            .iter()
+            .rev()
+            .find(|change| self.in_force(seq(change)))
+    }
+
+    fn deciding_relation<'t>(
+        &self,
+        history: &'t [RelationChange],
+        at: Instant,
+    ) -> Option<&'t RelationChange> {
+        self.deciding(history, at, |change| change.earliest, |change| change.seq)
+    }
+
+    fn deciding_attribute<'t>(
+        &self,
+        history: &'t [AttributeChange],
+        at: Instant,
+    ) -> Option<&'t AttributeChange> {
+        self.deciding(history, at, |change| change.earliest, |change| change.seq)
+    }
+
+    fn relation_view(change: &RelationChange, at: Instant) -> proto::Relation {
         proto::Relation {
-            a: key.a.clone(),
-            b: key.b.clone(),
-            kind: key.kind.clone(),
-            directed: key.directed,
-            since: change.time.clone(),
+            a: change.a.to_string(),
+            b: change.b.to_string(),
+            kind: change.kind.to_string(),
+            directed: change.directed,
+            since: change.time.to_string(),
             certain: change.latest <= at,
-            event_id: self.event_id(change.seq).to_string(),
+            event_id: change.event_id.to_string(),
         }
     }
 
+    /// Relations of one entity active at Q, by (kind, a, b).
+    fn relations_of(
+        &self,
+        entity: &str,
+        counterpart: Option<&str>,
+        kind: Option<&str>,
+        at: Instant,
+    ) -> Result<Vec<proto::Relation>> {
+        self.timeline(entity, |timeline| {
+            timeline
+                .relations
+                .chunk_by(RelationChange::same_relation)
+                .filter(|history| {
+                    let first = &history[0];
+                    kind.is_none_or(|kind| &*first.kind == kind)
+                        && counterpart.is_none_or(|other| {
+                            let theirs = if &*first.a == entity {
+                                &first.b
+                            } else {
+                                &first.a
+                            };
+                            &**theirs == other
+                        })
+                })
+                .filter_map(|history| self.deciding_relation(history, at))
+                .filter(|change| change.begins)
+                .map(|change| Snapshot::relation_view(change, at))
+                .collect()
+        })
+    }
+
     /// Relations active at Q: of `entity` (every relation when `None`),
-    /// optionally only with `counterpart` and of `kind`.
+    /// optionally only with `counterpart` and of `kind`, by (kind, a, b).
     pub fn relations(
         &self,
         entity: Option<&str>,
         counterpart: Option<&str>,
         kind: Option<&str>,
         at: Instant,
-    ) -> Vec<proto::Relation> {
-        let wanted = |key: &RelationKey| {
-            kind.is_none_or(|kind| key.kind == kind)
-                && counterpart.is_none_or(|other| match entity {
-                    Some(entity) => key.involves(entity) && key.counterpart(entity) == other,
-                    None => key.involves(other),
-                })
-        };
-        let active = |key: &RelationKey| {
-            let change = self.deciding(self.index.relations.get(key)?, at)?;
-            (change.op == Op::Begin).then(|| self.relation_view(key, change, at))
-        };
-        match entity {
-            Some(entity) => self
-                .index
-                .relations_of
-                .get(entity)
-                .into_iter()
-                .flatten()
-                .filter(|key| wanted(key))
-                .filter_map(active)
-                .collect(),
-            None => self
-                .index
-                .relations
-                .keys()
-                .filter(|key| wanted(key))
-                .filter_map(active)
-                .collect(),
+    ) -> Result<Vec<proto::Relation>> {
+        match (entity, counterpart) {
+            (Some(entity), _) => self.relations_of(entity, counterpart, kind, at),
+            (None, Some(other)) => self.relations_of(other, None, kind, at),
+            (None, None) => {
+                // Every relation once: from the side of its `a`.
+                let mut all = Vec::new();
+                for entity in self.index.declarations.keys() {
+                    all.extend(
+                        self.relations_of(entity, None, kind, at)?
+                            .into_iter()
+                            .filter(|relation| &relation.a == entity),
+                    );
+                }
+                all.sort_by(|x, y| {
+                    (&x.kind, &x.a, &x.b, x.directed).cmp(&(&y.kind, &y.a, &y.b, y.directed))
+                });
+                Ok(all)
+            }
         }
     }
 
     /// Attribute values in force at Q, by key.
-    pub fn attributes(&self, entity: &str, at: Instant) -> Vec<proto::Attribute> {
-        let Some(keys) = self.index.attributes.get(entity) else {
-            return Vec::new();
-        };
-        keys.iter()
-            .filter_map(|(key, changes)| {
-                let change = self.deciding(changes, at)?;
-                match &change.op {
-                    Op::Set(value) if !value.is_empty() => Some(proto::Attribute {
-                        key: key.clone(),
-                        value: value.clone(),
-                        since: change.time.clone(),
-                        certain: change.latest <= at,
-                        event_id: self.event_id(change.seq).to_string(),
-                    }),
-                    _ => None,
-                }
-            })
-            .collect()
+    pub fn attributes(&self, entity: &str, at: Instant) -> Result<Vec<proto::Attribute>> {
+        self.timeline(entity, |timeline| {
+            timeline
+                .attributes
+                .chunk_by(|x, y| x.key == y.key)
+                .filter_map(|history| self.deciding_attribute(history, at))
+                .filter(|change| !change.value.is_empty())
+                .map(|change| proto::Attribute {
+                    key: change.key.to_string(),
+                    value: change.value.to_string(),
+                    since: change.time.to_string(),
+                    certain: change.latest <= at,
+                    event_id: change.event_id.to_string(),
+                })
+                .collect()
+        })
     }
 
     /// Every interval during which a relation between `a` and `b` (any
-    /// counterpart of `a` when `b` is `None`) held, by (from, kind).
+    /// counterpart of `a` when `b` is `None`) held, by (from, seq).
     pub fn relation_history(
         &self,
         a: &str,
         b: Option<&str>,
         kind: Option<&str>,
-    ) -> Vec<proto::RelationInterval> {
-        let mut intervals = Vec::new();
-        let keys = self
-            .index
-            .relations_of
-            .get(a)
-            .into_iter()
-            .flatten()
-            .filter(|key| {
-                kind.is_none_or(|kind| key.kind == kind)
-                    && b.is_none_or(|b| key.counterpart(a) == b)
-            });
-        for key in keys {
-            let mut open: Option<((Instant, u64, u32), proto::RelationInterval)> = None;
-            let changes = &self.index.relations[key];
-            for change in changes.iter().filter(|change| self.in_force(change.seq)) {
-                match (&change.op, open.take()) {
-                    (Op::Begin, None) => {
-                        let interval = proto::RelationInterval {
-                            kind: key.kind.clone(),
-                            from: change.time.clone(),
-                            to: String::new(),
-                            begun_by: self.event_id(change.seq).to_string(),
-                            ended_by: String::new(),
-                            a: key.a.clone(),
-                            b: key.b.clone(),
-                            directed: key.directed,
-                        };
-                        open = Some((change.order(), interval));
-                    }
-                    (Op::End, Some((order, mut interval))) => {
-                        interval.to = change.time.clone();
-                        interval.ended_by = self.event_id(change.seq).to_string();
-                        intervals.push((order, interval));
-                    }
-                    (_, still_open) => open = still_open,
+    ) -> Result<Vec<proto::RelationInterval>> {
+        self.timeline(a, |timeline| {
+            let mut intervals = Vec::new();
+            let wanted = |change: &RelationChange| {
+                let theirs = if &*change.a == a {
+                    &change.b
+                } else {
+                    &change.a
+                };
+                kind.is_none_or(|kind| &*change.kind == kind) && b.is_none_or(|b| &**theirs == b)
+            };
+            for history in timeline.relations.chunk_by(RelationChange::same_relation) {
+                if !wanted(&history[0]) {
+                    continue;
                 }
+                let mut open: Option<((Instant, u64, u32), proto::RelationInterval)> = None;
+                for change in history.iter().filter(|change| self.in_force(change.seq)) {
+                    match (change.begins, open.take()) {
+                        (true, None) => {
+                            let interval = proto::RelationInterval {
+                                kind: change.kind.to_string(),
+                                from: change.time.to_string(),
+                                to: String::new(),
+                                begun_by: change.event_id.to_string(),
+                                ended_by: String::new(),
+                                a: change.a.to_string(),
+                                b: change.b.to_string(),
+                                directed: change.directed,
+                            };
+                            open = Some(((change.earliest, change.seq, change.effect), interval));
+                        }
+                        (false, Some((order, mut interval))) => {
+                            interval.to = change.time.to_string();
+                            interval.ended_by = change.event_id.to_string();
+                            intervals.push((order, interval));
+                        }
+                        (_, still_open) => open = still_open,
+                    }
+                }
+                intervals.extend(open);
             }
-            intervals.extend(open);
-        }
-        intervals.sort_by_key(|(order, _)| *order);
-        intervals
-            .into_iter()
-            .map(|(_, interval)| interval)
-            .collect()
+            intervals.sort_by_key(|(order, _)| *order);
+            intervals
+                .into_iter()
+                .map(|(_, interval)| interval)
+                .collect()
+        })
     }
 
     /// Seqs of events whose valid time overlaps the window, by (earliest, seq).
-    pub fn events(&self, filter: &EventFilter) -> Vec<u64> {
-        let seqs: &[u64] = match &filter.entity {
-            Some(entity) => self
-                .index
-                .timeline_of
-                .get(entity)
-                .map_or(&[], Vec::as_slice),
-            None => &self.index.timeline,
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<u64>> {
+        let wanted = |seq: u64, latest: Instant, kind: &str| {
+            seq <= self.as_of
+                && latest >= filter.from
+                && filter.kind.as_deref().is_none_or(|wanted| wanted == kind)
         };
-        let starts_in_time = seqs
-            .partition_point(|seq| self.index.events[(*seq - 1) as usize].earliest <= filter.to);
-        seqs[..starts_in_time]
-            .iter()
-            .copied()
-            .filter(|seq| {
-                let meta = &self.index.events[(*seq - 1) as usize];
-                *seq <= self.as_of
-                    && meta.latest >= filter.from
-                    && filter.kind.as_ref().is_none_or(|kind| &meta.kind == kind)
-            })
-            .collect()
+        match &filter.entity {
+            Some(entity) => self.timeline(entity, |timeline| {
+                let first = filter.from.saturating_sub(timeline.max_span);
+                let start = timeline
+                    .events
+                    .partition_point(|event| event.earliest < first);
+                timeline.events[start..]
+                    .iter()
+                    .take_while(|event| event.earliest <= filter.to)
+                    .filter(|event| wanted(event.seq, event.latest, &event.kind))
+                    .map(|event| event.seq)
+                    .collect()
+            }),
+            None => {
+                let first = filter.from.saturating_sub(self.index.max_span);
+                let from = keys::instant(first);
+                let to = keys::prefix_end(&keys::instant(filter.to));
+                let mut seqs = Vec::new();
+                for (key, value) in self.store.scan_derived(Tree::Timeline, &from, &to)? {
+                    let record = EventRecord::decode(value.as_slice())
+                        .map_err(|_| Error::DataLoss("a timeline record is damaged".into()))?;
+                    let seq = keys::decode_seq(&key[8..]);
+                    if wanted(seq, record.latest, &record.kind) {
+                        seqs.push(seq);
+                    }
+                }
+                Ok(seqs)
+            }
+        }
     }
 
     /// What differs between the state at `from` and at `to`: relations begun
@@ -309,19 +384,36 @@ impl<'a> Snapshot<'a> {
         from: Instant,
         to: Instant,
         entity: Option<&str>,
-    ) -> Vec<proto::StateChange> {
-        use proto::ChangeKind;
-        let mut changes: Vec<((Instant, u64, u32), proto::StateChange)> = Vec::new();
-        let keys: Box<dyn Iterator<Item = &RelationKey>> = match entity {
-            Some(entity) => Box::new(self.index.relations_of.get(entity).into_iter().flatten()),
-            None => Box::new(self.index.relations.keys()),
+    ) -> Result<Vec<proto::StateChange>> {
+        let entities: Vec<&str> = match entity {
+            Some(entity) => vec![entity],
+            None => self.index.declarations.keys().map(String::as_str).collect(),
         };
-        for key in keys {
-            let history = &self.index.relations[key];
-            let before = self.deciding(history, from);
-            let after = self.deciding(history, to);
-            let was_active = before.is_some_and(|change| change.op == Op::Begin);
-            let is_active = after.is_some_and(|change| change.op == Op::Begin);
+        let mut changes: BTreeMap<(Instant, u64, u32, String), proto::StateChange> =
+            BTreeMap::new();
+        for entity in entities {
+            self.timeline(entity, |timeline| {
+                self.diff_timeline(timeline, entity, from, to, &mut changes);
+            })?;
+        }
+        Ok(changes.into_values().collect())
+    }
+
+    fn diff_timeline(
+        &self,
+        timeline: &EntityTimeline,
+        entity: &str,
+        from: Instant,
+        to: Instant,
+        changes: &mut BTreeMap<(Instant, u64, u32, String), proto::StateChange>,
+    ) {
+        use proto::ChangeKind;
+        for history in timeline.relations.chunk_by(RelationChange::same_relation) {
+            let was_active = self
+                .deciding_relation(history, from)
+                .is_some_and(|change| change.begins);
+            let after = self.deciding_relation(history, to);
+            let is_active = after.is_some_and(|change| change.begins);
             let (Some(change), true) = (after, was_active != is_active) else {
                 continue;
             };
@@ -330,55 +422,57 @@ impl<'a> Snapshot<'a> {
             } else {
                 ChangeKind::RelationEnded
             };
-            changes.push((
-                change.order(),
+            let name = format!(
+                "{}\0{}\0{}\0{}",
+                change.kind, change.a, change.b, change.directed
+            );
+            changes.insert(
+                (change.earliest, change.seq, change.effect, name),
                 proto::StateChange {
                     kind: kind as i32,
-                    relation: Some(self.relation_view(key, change, to)),
-                    at: change.time.clone(),
+                    relation: Some(Snapshot::relation_view(change, to)),
+                    at: change.time.to_string(),
                     certain: change.latest <= to,
-                    event_id: self.event_id(change.seq).to_string(),
+                    event_id: change.event_id.to_string(),
                     ..Default::default()
                 },
-            ));
+            );
         }
-        let entities: Box<dyn Iterator<Item = (&String, _)>> = match entity {
-            Some(entity) => Box::new(self.index.attributes.get_key_value(entity).into_iter()),
-            None => Box::new(self.index.attributes.iter()),
-        };
-        for (entity, keys) in entities {
-            for (key, history) in keys {
-                let value = |change: Option<&Change>| match change.map(|change| &change.op) {
-                    Some(Op::Set(value)) => value.clone(),
-                    _ => String::new(),
-                };
-                let after = self.deciding(history, to);
-                let (previous, current) = (value(self.deciding(history, from)), value(after));
-                let (Some(change), true) = (after, previous != current) else {
-                    continue;
-                };
-                let kind = if current.is_empty() {
-                    ChangeKind::AttributeUnset
-                } else {
-                    ChangeKind::AttributeSet
-                };
-                changes.push((
-                    change.order(),
-                    proto::StateChange {
-                        kind: kind as i32,
-                        entity: entity.clone(),
-                        key: key.clone(),
-                        value: current,
-                        previous_value: previous,
-                        at: change.time.clone(),
-                        certain: change.latest <= to,
-                        event_id: self.event_id(change.seq).to_string(),
-                        ..Default::default()
-                    },
-                ));
-            }
+        for history in timeline.attributes.chunk_by(|x, y| x.key == y.key) {
+            let value = |change: Option<&AttributeChange>| {
+                change
+                    .map(|change| change.value.to_string())
+                    .unwrap_or_default()
+            };
+            let after = self.deciding_attribute(history, to);
+            let (previous, current) = (value(self.deciding_attribute(history, from)), value(after));
+            let (Some(change), true) = (after, previous != current) else {
+                continue;
+            };
+            let kind = if current.is_empty() {
+                ChangeKind::AttributeUnset
+            } else {
+                ChangeKind::AttributeSet
+            };
+            changes.insert(
+                (
+                    change.earliest,
+                    change.seq,
+                    change.effect,
+                    format!("{entity}\0{}", change.key),
+                ),
+                proto::StateChange {
+                    kind: kind as i32,
+                    entity: entity.to_string(),
+                    key: change.key.to_string(),
+                    value: current,
+                    previous_value: previous,
+                    at: change.time.to_string(),
+                    certain: change.latest <= to,
+                    event_id: change.event_id.to_string(),
+                    ..Default::default()
+                },
+            );
         }
-        changes.sort_by_key(|(order, _)| *order);
-        changes.into_iter().map(|(_, change)| change).collect()
     }
 }

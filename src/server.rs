@@ -27,6 +27,8 @@ pub struct Config {
     pub seed: bool,
     /// Bytes of sled's page cache.
     pub cache_bytes: u64,
+    /// Bytes of entity timelines the index keeps in memory.
+    pub timeline_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./annals-data"),
             seed: true,
             cache_bytes: 256 * 1024 * 1024,
+            timeline_cache_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::engine::{wire_entry, Database};
 use crate::error::Error;
-use crate::model::check_kind;
+use crate::model::{check_kind, Event};
 use crate::page::{self, Cursor};
 use crate::proto::timeline_service_server::TimelineService;
 use crate::proto::{self, get_event_request::Selector};
@@ -135,7 +135,7 @@ impl TimelineService for Service {
         let seq = match request.into_inner().selector {
             Some(Selector::Id(id)) => self
                 .db
-                .read(0, |snapshot| snapshot.seq_of(&id))?
+                .read(0, |snapshot| snapshot.seq_of(&id))??
                 .ok_or_else(|| Error::NotFound(format!("id: no event {id:?}")))?,
             Some(Selector::Seq(seq)) if (1..=last).contains(&seq) => seq,
             Some(Selector::Seq(seq)) => {
@@ -214,8 +214,8 @@ impl TimelineService for Service {
             let id = resolve(snapshot, "id", &request.id)?;
             Ok::<_, Error>(proto::GetEntityResponse {
                 entity: snapshot.entity(&id),
-                attributes: snapshot.attributes(&id, at),
-                relations: snapshot.relations(Some(&id), None, None, at),
+                attributes: snapshot.attributes(&id, at)?,
+                relations: snapshot.relations(Some(&id), None, None, at)?,
             })
         })??;
         Ok(Response::new(response))
@@ -292,7 +292,7 @@ impl TimelineService for Service {
             let counterpart = optional(&request.counterpart)
                 .map(|name| resolve(snapshot, "counterpart", name))
                 .transpose()?;
-            Ok::<_, Error>(snapshot.relations(entity.as_deref(), counterpart.as_deref(), kind, at))
+            snapshot.relations(entity.as_deref(), counterpart.as_deref(), kind, at)
         })??;
         let (relations, next_page_token) = page::slice(
             relations,
@@ -320,7 +320,7 @@ impl TimelineService for Service {
             let b = optional(&request.b)
                 .map(|name| resolve(snapshot, "b", name))
                 .transpose()?;
-            Ok::<_, Error>(snapshot.relation_history(&a, b.as_deref(), kind))
+            snapshot.relation_history(&a, b.as_deref(), kind)
         })??;
         Ok(Response::new(proto::RelationHistoryResponse { intervals }))
     }
@@ -364,12 +364,12 @@ impl TimelineService for Service {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))
                 .transpose()?;
-            Ok::<_, Error>(snapshot.events(&EventFilter {
+            snapshot.events(&EventFilter {
                 entity,
                 kind,
                 from,
                 to,
-            }))
+            })
         })??;
         if request.newest_first {
             seqs.reverse();
@@ -406,7 +406,7 @@ impl TimelineService for Service {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))
                 .transpose()?;
-            Ok::<_, Error>(snapshot.diff(from, to, entity.as_deref()))
+            snapshot.diff(from, to, entity.as_deref())
         })??;
         Ok(Response::new(proto::DiffResponse { changes }))
     }
@@ -440,7 +440,7 @@ async fn follow(
             };
             for entry in entries {
                 next = entry.seq + 1;
-                if !db.matches(entry.seq, entity.as_deref(), kind.as_deref()) {
+                if !wanted(&entry, entity.as_deref(), kind.as_deref()) {
                     continue;
                 }
                 let response = proto::SubscribeResponse { entry: Some(entry) };
@@ -462,4 +462,15 @@ async fn follow(
             _ = sender.closed() => return,
         }
     }
+}
+
+/// Does a log entry pass a subscription's filters?
+fn wanted(entry: &proto::LogEntry, entity: Option<&str>, kind: Option<&str>) -> bool {
+    let Some(event) = &entry.event else {
+        return false;
+    };
+    kind.is_none_or(|kind| event.kind == kind)
+        && entity.is_none_or(|entity| {
+            Event::from_proto(event).is_ok_and(|parsed| parsed.entities().contains(&entity))
+        })
 }

@@ -223,6 +223,7 @@ async fn a_second_start_appends_nothing() {
         data_dir: dir.path().to_path_buf(),
         seed: true,
         cache_bytes: 16 * 1024 * 1024,
+        timeline_cache_bytes: 16 * 1024 * 1024,
     };
     let again = annals::server::Server::start(&config).await.unwrap();
     assert_eq!(again.database().last_seq(), seeded);

@@ -1,14 +1,15 @@
-//! An in-memory log for tests: the same contract and byte encoding as the
+//! An in-memory store for tests: the same contract and byte encoding as the
 //! disk engine, without a disk.
 
-use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry};
+use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Write};
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 #[derive(Default)]
 pub struct MemoryStore {
     log: RwLock<BTreeMap<u64, Vec<u8>>>,
+    derived: RwLock<HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
 
 impl MemoryStore {
@@ -18,20 +19,26 @@ impl MemoryStore {
 }
 
 impl LogStore for MemoryStore {
-    fn append(&self, entries: &[StoredEntry]) -> Result<()> {
-        let mut log = self.log.write().expect("log lock poisoned");
-        let last = log.keys().next_back().copied().unwrap_or(0);
-        for (expected, entry) in (last + 1..).zip(entries) {
-            if entry.seq != expected {
-                return Err(Error::Storage(format!(
-                    "append of seq {} would leave a gap after {last}",
-                    entry.seq
-                )));
+    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()> {
+        {
+            let mut log = self.log.write().expect("log lock poisoned");
+            let last = log.keys().next_back().copied().unwrap_or(0);
+            for (expected, entry) in (last + 1..).zip(entries) {
+                if entry.seq != expected {
+                    return Err(Error::Storage(format!(
+                        "append of seq {} would leave a gap after {last}",
+                        entry.seq
+                    )));
+                }
+            }
+            for entry in entries {
+                log.insert(entry.seq, encode_entry(entry));
             }
         }
-        for entry in entries {
-            log.insert(entry.seq, encode_entry(entry));
-        }
+        self.write_derived(derived)
+    }
+
+    fn sync(&self) -> Result<()> {
         Ok(())
     }
 
@@ -47,6 +54,42 @@ impl LogStore for MemoryStore {
             .map(|(seq, value)| decode_entry(&seq_key(*seq), value))
             .collect()
     }
+
+    fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let derived = self.derived.read().expect("index lock poisoned");
+        Ok(derived.get(&tree).and_then(|tree| tree.get(key)).cloned())
+    }
+
+    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let derived = self.derived.read().expect("index lock poisoned");
+        Ok(derived
+            .get(&tree)
+            .map(|tree| {
+                tree.range(from.to_vec()..to.to_vec())
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn write_derived(&self, derived: &[Write]) -> Result<()> {
+        let mut trees = self.derived.write().expect("index lock poisoned");
+        for (tree, key, value) in derived {
+            trees
+                .entry(*tree)
+                .or_default()
+                .insert(key.clone(), value.clone());
+        }
+        Ok(())
+    }
+
+    fn clear_derived(&self) -> Result<()> {
+        self.derived.write().expect("index lock poisoned").clear();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -58,5 +101,6 @@ mod tests {
     fn keeps_the_store_contract() {
         contract::appends_and_reads_back(&MemoryStore::new());
         contract::refuses_a_gap(&MemoryStore::new());
+        contract::keeps_derived_trees(&MemoryStore::new());
     }
 }

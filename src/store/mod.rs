@@ -24,14 +24,71 @@ pub struct StoredEntry {
     pub event: proto::Event,
 }
 
-/// The contract every log engine keeps.
+/// The derived trees. Each is a function of the log alone and can be
+/// dropped and rebuilt from it (`Database::rebuild_indexes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tree {
+    /// event id → seq
+    Ids,
+    /// entity ++ 0 ++ seq ++ effect → a relation or attribute change
+    Changes,
+    /// entity ++ 0 ++ earliest ++ seq → an event naming the entity
+    EntityEvents,
+    /// earliest ++ seq → every event in valid-time order
+    Timeline,
+    /// entity ++ 0 ++ seq ++ effect → a declaration
+    Declarations,
+    /// corrected seq → the correction's seq
+    Superseded,
+    /// bookkeeping: the last seq indexed
+    Meta,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 7] = [
+        Tree::Ids,
+        Tree::Changes,
+        Tree::EntityEvents,
+        Tree::Timeline,
+        Tree::Declarations,
+        Tree::Superseded,
+        Tree::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Ids => "ids",
+            Tree::Changes => "changes",
+            Tree::EntityEvents => "entity_events",
+            Tree::Timeline => "timeline",
+            Tree::Declarations => "declarations",
+            Tree::Superseded => "superseded",
+            Tree::Meta => "meta",
+        }
+    }
+}
+
+/// One write to a derived tree: (tree, key, value).
+pub type Write = (Tree, Vec<u8>, Vec<u8>);
+
+/// A key-value pair read from a derived tree.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The contract every storage engine keeps.
 pub trait LogStore: Send + Sync + 'static {
-    /// Appends `entries`, whose seqs continue the log without a gap.
+    /// Appends `entries`, whose seqs continue the log without a gap, and
+    /// applies `derived`, the index writes they imply.
     ///
-    /// Atomic: after a crash either all of them are there or none. Durable:
-    /// once this returns `Ok`, they survive a crash or a power cut. Callers
-    /// acknowledge an append to a client only after this returns.
-    fn append(&self, entries: &[StoredEntry]) -> Result<()>;
+    /// Atomic per part: after a crash the log holds all of `entries` or
+    /// none, and the derived trees, which are written after the log, hold
+    /// all of `derived` or none (an index that lags the log is caught up on
+    /// open). Not durable by itself: see `sync`.
+    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()>;
+
+    /// Makes every write so far durable: once this returns `Ok`, they
+    /// survive a crash or a power cut. Callers acknowledge an append to a
+    /// client only after this returns.
+    fn sync(&self) -> Result<()>;
 
     /// The highest seq stored, 0 for an empty log.
     fn last_seq(&self) -> Result<u64>;
@@ -48,6 +105,18 @@ pub trait LogStore: Send + Sync + 'static {
             .next()
             .filter(|entry| entry.seq == seq))
     }
+
+    /// One value of a derived tree.
+    fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// The pairs of a derived tree with `from <= key < to`, ascending.
+    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>>;
+
+    /// Applies derived writes on their own (rebuilding, catching up).
+    fn write_derived(&self, derived: &[Write]) -> Result<()>;
+
+    /// Empties every derived tree.
+    fn clear_derived(&self) -> Result<()>;
 
     /// Bytes the store occupies on disk (0 in memory).
     fn size_on_disk(&self) -> u64 {
@@ -78,8 +147,9 @@ pub(crate) mod contract {
 
     pub fn appends_and_reads_back(store: &dyn LogStore) {
         assert_eq!(store.last_seq().unwrap(), 0);
-        store.append(&[entry(1, "a"), entry(2, "b")]).unwrap();
-        store.append(&[entry(3, "c")]).unwrap();
+        store.append(&[entry(1, "a"), entry(2, "b")], &[]).unwrap();
+        store.append(&[entry(3, "c")], &[]).unwrap();
+        store.sync().unwrap();
         assert_eq!(store.last_seq().unwrap(), 3);
         let all = store.read(1, 10).unwrap();
         assert_eq!(all, vec![entry(1, "a"), entry(2, "b"), entry(3, "c")]);
@@ -90,13 +160,39 @@ pub(crate) mod contract {
     }
 
     pub fn refuses_a_gap(store: &dyn LogStore) {
-        store.append(&[entry(1, "a")]).unwrap();
-        assert!(store.append(&[entry(3, "c")]).is_err());
-        assert!(store.append(&[entry(2, "b"), entry(4, "d")]).is_err());
+        store.append(&[entry(1, "a")], &[]).unwrap();
+        assert!(store.append(&[entry(3, "c")], &[]).is_err());
+        assert!(store.append(&[entry(2, "b"), entry(4, "d")], &[]).is_err());
         assert_eq!(
             store.last_seq().unwrap(),
             1,
             "a refused append stores nothing"
         );
+    }
+
+    pub fn keeps_derived_trees(store: &dyn LogStore) {
+        let derived = vec![
+            (Tree::Ids, b"b".to_vec(), vec![2]),
+            (Tree::Ids, b"a".to_vec(), vec![1]),
+            (Tree::Meta, b"a".to_vec(), vec![9]),
+        ];
+        store.append(&[entry(1, "a")], &derived).unwrap();
+        assert_eq!(store.get_derived(Tree::Ids, b"a").unwrap(), Some(vec![1]));
+        assert_eq!(store.get_derived(Tree::Changes, b"a").unwrap(), None);
+        let all = store.scan_derived(Tree::Ids, b"", b"z").unwrap();
+        assert_eq!(
+            all,
+            vec![(b"a".to_vec(), vec![1]), (b"b".to_vec(), vec![2])]
+        );
+        assert_eq!(store.scan_derived(Tree::Ids, b"b", b"z").unwrap().len(), 1);
+        store.clear_derived().unwrap();
+        assert!(store.scan_derived(Tree::Ids, b"", b"z").unwrap().is_empty());
+        assert_eq!(
+            store.last_seq().unwrap(),
+            1,
+            "clearing indexes keeps the log"
+        );
+        store.write_derived(&derived).unwrap();
+        assert_eq!(store.get_derived(Tree::Meta, b"a").unwrap(), Some(vec![9]));
     }
 }

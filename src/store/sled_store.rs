@@ -7,7 +7,7 @@
 //! That happens once per `append` call; the engine's single writer batches
 //! concurrent appends into one call (group commit), so they share it.
 
-use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry};
+use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Write};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,6 +17,8 @@ use std::sync::Mutex;
 pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
+    /// The derived trees, in `Tree::ALL` order.
+    derived: Vec<sled::Tree>,
     dir: PathBuf,
     /// sled's data file, kept open to fdatasync it.
     data_file: File,
@@ -36,19 +38,32 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree("log")?;
+        let derived = Tree::ALL
+            .iter()
+            .map(|tree| db.open_tree(tree.name()))
+            .collect::<sled::Result<Vec<_>>>()?;
         let data_file = File::open(dir.join("db"))?;
         Ok(SledStore {
             db,
             log,
+            derived,
             dir: dir.to_path_buf(),
             data_file,
             synced_blobs: Mutex::new(HashSet::new()),
         })
     }
 
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        let position = Tree::ALL
+            .iter()
+            .position(|candidate| *candidate == tree)
+            .expect("every tree is opened");
+        &self.derived[position]
+    }
+
     /// Makes everything written so far durable: sled's flush, then an
     /// fdatasync of its files.
-    fn sync(&self) -> Result<()> {
+    fn sync_files(&self) -> Result<()> {
         self.db.flush()?;
         self.data_file.sync_data()?;
         let blobs = self.dir.join("blobs");
@@ -72,25 +87,28 @@ impl SledStore {
 }
 
 impl LogStore for SledStore {
-    fn append(&self, entries: &[StoredEntry]) -> Result<()> {
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        let last = self.last_seq()?;
-        for (offset, entry) in entries.iter().enumerate() {
-            if entry.seq != last + 1 + offset as u64 {
-                return Err(Error::Storage(format!(
-                    "append of seq {} would leave a gap after {}",
-                    first.seq, last
-                )));
+    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()> {
+        if let Some(first) = entries.first() {
+            let last = self.last_seq()?;
+            for (expected, entry) in (last + 1..).zip(entries) {
+                if entry.seq != expected {
+                    return Err(Error::Storage(format!(
+                        "append of seq {} would leave a gap after {last}",
+                        first.seq
+                    )));
+                }
             }
+            let mut batch = sled::Batch::default();
+            for entry in entries {
+                batch.insert(&seq_key(entry.seq), encode_entry(entry));
+            }
+            self.log.apply_batch(batch)?;
         }
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&seq_key(entry.seq), encode_entry(entry));
-        }
-        self.log.apply_batch(batch)?;
-        self.sync()
+        self.write_derived(derived)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.sync_files()
     }
 
     fn last_seq(&self) -> Result<u64> {
@@ -113,6 +131,48 @@ impl LogStore for SledStore {
             .collect()
     }
 
+    fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree(tree).get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.tree(tree)
+            .range(from..to)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((key.to_vec(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn write_derived(&self, derived: &[Write]) -> Result<()> {
+        // Each tree's writes go in one atomic batch; `meta` (the indexed
+        // seq) goes last, so a crash part-way leaves it behind, and the
+        // next open catches the index up from the log.
+        for tree in Tree::ALL {
+            let mut batch = sled::Batch::default();
+            let mut any = false;
+            for (_, key, value) in derived.iter().filter(|(target, _, _)| *target == tree) {
+                batch.insert(key.as_slice(), value.as_slice());
+                any = true;
+            }
+            if any {
+                self.tree(tree).apply_batch(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_derived(&self) -> Result<()> {
+        for tree in &self.derived {
+            tree.clear()?;
+        }
+        Ok(())
+    }
+
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
@@ -120,7 +180,7 @@ impl LogStore for SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        if let Err(error) = self.sync() {
+        if let Err(error) = self.sync_files() {
             tracing::error!(%error, "final flush of the log failed");
         }
     }
@@ -143,6 +203,8 @@ mod tests {
         contract::appends_and_reads_back(&fresh);
         let (_dir, fresh) = store();
         contract::refuses_a_gap(&fresh);
+        let (_dir, fresh) = store();
+        contract::keeps_derived_trees(&fresh);
     }
 
     #[test]
@@ -151,8 +213,9 @@ mod tests {
         {
             let store = SledStore::open(dir.path(), 8 << 20).unwrap();
             store
-                .append(&[contract::entry(1, "a"), contract::entry(2, "b")])
+                .append(&[contract::entry(1, "a"), contract::entry(2, "b")], &[])
                 .unwrap();
+            store.sync().unwrap();
         }
         let store = SledStore::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(store.last_seq().unwrap(), 2);

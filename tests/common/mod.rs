@@ -32,6 +32,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             seed,
             cache_bytes: 16 * 1024 * 1024,
+            timeline_cache_bytes: 16 * 1024 * 1024,
         };
         let server = Server::start(&config).await.expect("the server starts");
         TestServer { server, dir }

@@ -1,0 +1,372 @@
+//! Per-entity timelines, read from the derived trees into a bounded cache.
+//!
+//! A timeline holds every change touching one entity, sorted by (relation
+//! or attribute, earliest instant, seq, effect), and every event naming it,
+//! sorted by (earliest instant, seq). It is loaded with two prefix scans
+//! and then kept up to date by the writer, which folds each round's writes
+//! into the cached timelines while holding the cache lock, the same lock a
+//! load holds while it scans: a timeline is never loaded from trees that a
+//! round has half-written, nor missed by a round that wrote after its scan.
+//! The cache is bounded in bytes; the least recently used timeline goes
+//! first.
+
+use super::keys;
+use super::records::{ChangeRecord, EventRecord, Op};
+use crate::error::{Error, Result};
+use crate::store::{LogStore, Tree, Write};
+use crate::time::Instant;
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// One change to a relation touching the entity.
+#[derive(Clone, Debug)]
+pub struct RelationChange {
+    pub kind: Arc<str>,
+    pub a: Arc<str>,
+    pub b: Arc<str>,
+    pub directed: bool,
+    pub begins: bool,
+    pub earliest: Instant,
+    pub latest: Instant,
+    pub seq: u64,
+    pub effect: u32,
+    pub time: Box<str>,
+    pub event_id: Arc<str>,
+}
+
+impl RelationChange {
+    /// Sort order: the relation, then (earliest, seq, effect).
+    fn order(&self) -> (&str, &str, &str, bool, Instant, u64, u32) {
+        (
+            &self.kind,
+            &self.a,
+            &self.b,
+            self.directed,
+            self.earliest,
+            self.seq,
+            self.effect,
+        )
+    }
+
+    /// Do both changes concern the same relation?
+    pub fn same_relation(&self, other: &RelationChange) -> bool {
+        self.directed == other.directed
+            && same(&self.kind, &other.kind)
+            && same(&self.a, &other.a)
+            && same(&self.b, &other.b)
+    }
+}
+
+/// One change to an attribute of the entity.
+#[derive(Clone, Debug)]
+pub struct AttributeChange {
+    pub key: Arc<str>,
+    /// Empty unsets.
+    pub value: Box<str>,
+    pub earliest: Instant,
+    pub latest: Instant,
+    pub seq: u64,
+    pub effect: u32,
+    pub time: Box<str>,
+    pub event_id: Arc<str>,
+}
+
+impl AttributeChange {
+    fn order(&self) -> (&str, Instant, u64, u32) {
+        (&self.key, self.earliest, self.seq, self.effect)
+    }
+}
+
+/// An event naming the entity.
+#[derive(Clone, Debug)]
+pub struct EventMention {
+    pub earliest: Instant,
+    pub latest: Instant,
+    pub seq: u64,
+    pub kind: Arc<str>,
+}
+
+#[derive(Default, Debug)]
+pub struct EntityTimeline {
+    pub relations: Vec<RelationChange>,
+    pub attributes: Vec<AttributeChange>,
+    pub events: Vec<EventMention>,
+    /// The longest span among `events`.
+    pub max_span: Instant,
+}
+
+fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
+    Arc::ptr_eq(left, right) || left == right
+}
+
+impl EntityTimeline {
+    fn insert_relation(&mut self, change: RelationChange) {
+        let position = self
+            .relations
+            .partition_point(|existing| existing.order() < change.order());
+        let duplicate = self
+            .relations
+            .get(position)
+            .is_some_and(|existing| existing.order() == change.order());
+        if !duplicate {
+            self.relations.insert(position, change);
+        }
+    }
+
+    fn insert_attribute(&mut self, change: AttributeChange) {
+        let position = self
+            .attributes
+            .partition_point(|existing| existing.order() < change.order());
+        let duplicate = self
+            .attributes
+            .get(position)
+            .is_some_and(|existing| existing.order() == change.order());
+        if !duplicate {
+            self.attributes.insert(position, change);
+        }
+    }
+
+    fn insert_event(&mut self, mention: EventMention) {
+        let order = (mention.earliest, mention.seq);
+        let position = self
+            .events
+            .partition_point(|existing| (existing.earliest, existing.seq) < order);
+        let duplicate = self
+            .events
+            .get(position)
+            .is_some_and(|existing| (existing.earliest, existing.seq) == order);
+        if !duplicate {
+            self.max_span = self
+                .max_span
+                .max(mention.latest.saturating_sub(mention.earliest));
+            self.events.insert(position, mention);
+        }
+    }
+
+    /// A rough count of the bytes the timeline holds, for the cache budget.
+    fn bytes(&self) -> usize {
+        let relation = std::mem::size_of::<RelationChange>() + 16;
+        let attribute = std::mem::size_of::<AttributeChange>() + 24;
+        let event = std::mem::size_of::<EventMention>();
+        64 + self.relations.len() * relation
+            + self.attributes.len() * attribute
+            + self.events.len() * event
+    }
+}
+
+struct Cached {
+    timeline: Arc<RwLock<EntityTimeline>>,
+    bytes: usize,
+    last_used: u64,
+}
+
+#[derive(Default)]
+pub struct CacheState {
+    timelines: HashMap<String, Cached>,
+    bytes: usize,
+    clock: u64,
+    /// Shared copies of kinds, keys and entity ids, so equal strings are
+    /// one allocation and compare by pointer.
+    strings: HashSet<Arc<str>>,
+}
+
+impl CacheState {
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(Arc::clone(&shared));
+        shared
+    }
+
+    /// Folds derived writes into the timelines that are cached (the others
+    /// will read them from the trees when next loaded).
+    pub fn absorb(&mut self, writes: &[Write]) -> Result<()> {
+        for (tree, key, value) in writes {
+            if !matches!(tree, Tree::Changes | Tree::EntityEvents) {
+                continue;
+            }
+            let Some(entity) = entity_of(key) else {
+                continue;
+            };
+            if !self.timelines.contains_key(entity) {
+                continue;
+            }
+            let entity = entity.to_string();
+            match tree {
+                Tree::Changes => {
+                    let change = self.change(decode_change(value)?);
+                    let cached = &self.timelines[&entity];
+                    let mut timeline = cached.timeline.write().expect("timeline lock");
+                    match change {
+                        Loaded::Relation(change) => timeline.insert_relation(change),
+                        Loaded::Attribute(change) => timeline.insert_attribute(change),
+                    }
+                }
+                Tree::EntityEvents => {
+                    let mention = self.mention(key, value)?;
+                    let cached = &self.timelines[&entity];
+                    cached
+                        .timeline
+                        .write()
+                        .expect("timeline lock")
+                        .insert_event(mention);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn change(&mut self, record: ChangeRecord) -> Loaded {
+        let event_id: Arc<str> = Arc::from(record.event_id.as_str());
+        if record.op == Op::Set as i32 {
+            Loaded::Attribute(AttributeChange {
+                key: self.intern(&record.kind),
+                value: record.value.into_boxed_str(),
+                earliest: record.earliest,
+                latest: record.latest,
+                seq: record.seq,
+                effect: record.effect,
+                time: record.time.into_boxed_str(),
+                event_id,
+            })
+        } else {
+            Loaded::Relation(RelationChange {
+                kind: self.intern(&record.kind),
+                a: self.intern(&record.a),
+                b: self.intern(&record.b),
+                directed: record.directed,
+                begins: record.op == Op::Begin as i32,
+                earliest: record.earliest,
+                latest: record.latest,
+                seq: record.seq,
+                effect: record.effect,
+                time: record.time.into_boxed_str(),
+                event_id,
+            })
+        }
+    }
+
+    fn mention(&mut self, key: &[u8], value: &[u8]) -> Result<EventMention> {
+        let record = EventRecord::decode(value)
+            .map_err(|_| Error::DataLoss("an entity_events record is damaged".into()))?;
+        let split = key.iter().position(|byte| *byte == 0).unwrap_or(0) + 1;
+        if key.len() < split + 16 {
+            return Err(Error::DataLoss("an entity_events key is damaged".into()));
+        }
+        Ok(EventMention {
+            earliest: keys::decode_instant(&key[split..]),
+            latest: record.latest,
+            seq: keys::decode_seq(&key[split + 8..]),
+            kind: self.intern(&record.kind),
+        })
+    }
+}
+
+enum Loaded {
+    Relation(RelationChange),
+    Attribute(AttributeChange),
+}
+
+fn decode_change(value: &[u8]) -> Result<ChangeRecord> {
+    ChangeRecord::decode(value).map_err(|_| Error::DataLoss("a changes record is damaged".into()))
+}
+
+/// The entity a derived key is stored under (`entity ++ 0x00 ++ …`).
+fn entity_of(key: &[u8]) -> Option<&str> {
+    let split = key.iter().position(|byte| *byte == 0)?;
+    std::str::from_utf8(&key[..split]).ok()
+}
+
+/// The cache of entity timelines, bounded by `budget` bytes.
+pub struct TimelineCache {
+    state: Mutex<CacheState>,
+    budget: usize,
+}
+
+impl TimelineCache {
+    pub fn new(budget: usize) -> TimelineCache {
+        TimelineCache {
+            state: Mutex::new(CacheState::default()),
+            budget,
+        }
+    }
+
+    /// Held by the writer while it writes a round's derived trees and
+    /// folds them into the cache.
+    pub fn lock(&self) -> MutexGuard<'_, CacheState> {
+        self.state.lock().expect("timeline cache poisoned")
+    }
+
+    /// Empties the cache (after the derived trees were rebuilt).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.timelines.clear();
+        state.bytes = 0;
+    }
+
+    /// Bytes the cached timelines hold (roughly).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The timeline of `entity`, loaded from the store if not cached.
+    pub fn get(&self, store: &dyn LogStore, entity: &str) -> Result<Arc<RwLock<EntityTimeline>>> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        if let Some(cached) = state.timelines.get_mut(entity) {
+            cached.last_used = now;
+            return Ok(Arc::clone(&cached.timeline));
+        }
+        let prefix = keys::entity(entity);
+        let end = keys::prefix_end(&prefix);
+        let mut timeline = EntityTimeline::default();
+        for (_, value) in store.scan_derived(Tree::Changes, &prefix, &end)? {
+            match state.change(decode_change(&value)?) {
+                Loaded::Relation(change) => timeline.relations.push(change),
+                Loaded::Attribute(change) => timeline.attributes.push(change),
+            }
+        }
+        for (key, value) in store.scan_derived(Tree::EntityEvents, &prefix, &end)? {
+            let mention = state.mention(&key, &value)?;
+            timeline.max_span = timeline
+                .max_span
+                .max(mention.latest.saturating_sub(mention.earliest));
+            timeline.events.push(mention);
+        }
+        timeline.relations.sort_by(|x, y| x.order().cmp(&y.order()));
+        timeline
+            .attributes
+            .sort_by(|x, y| x.order().cmp(&y.order()));
+        let bytes = timeline.bytes();
+        let shared = Arc::new(RwLock::new(timeline));
+        state.timelines.insert(
+            entity.to_string(),
+            Cached {
+                timeline: Arc::clone(&shared),
+                bytes,
+                last_used: now,
+            },
+        );
+        state.bytes += bytes;
+        while state.bytes > self.budget && state.timelines.len() > 1 {
+            let Some(oldest) = state
+                .timelines
+                .iter()
+                .filter(|(name, _)| name.as_str() != entity)
+                .min_by_key(|(_, cached)| cached.last_used)
+                .map(|(name, _)| name.clone())
+            else {
+                break;
+            };
+            if let Some(evicted) = state.timelines.remove(&oldest) {
+                state.bytes -= evicted.bytes;
+            }
+        }
+        Ok(shared)
+    }
+}
