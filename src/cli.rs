@@ -2,11 +2,11 @@
 //! query. Client output is an aligned table by default, proto3 JSON with
 //! `--json`.
 
-use crate::client::{Client, EventQuery, DEFAULT_SERVER};
+use crate::client::{Client, ClientOptions, EventQuery, DEFAULT_SERVER};
 use crate::json::{to_json, Named};
 use crate::proto;
-use crate::server::{Config, Server};
-use clap::{Parser, Subcommand};
+use crate::server::{Config, Server, ServerLimits};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +24,12 @@ pub struct Cli {
     /// Print proto3 JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token for a server that asks for one (client commands).
+    #[arg(long, global = true, env = "ANNALS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM of the CA that signed the server's certificate (https:// servers).
+    #[arg(long, global = true, env = "ANNALS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +51,8 @@ enum Command {
         /// Entity timelines kept in memory by the index, in MiB.
         #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 512)]
         timeline_cache_mb: usize,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// An entity with its attributes and relations at a time.
     Entity {
@@ -142,6 +150,28 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         count: usize,
     },
+    /// Check a stopped server's store: log checksums, seq continuity, indexes vs log.
+    Verify {
+        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
+        data_dir: PathBuf,
+    },
+    /// Rebuild a stopped server's derived trees from its log.
+    RebuildIndexes {
+        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
+        data_dir: PathBuf,
+    },
+    /// Write the whole log as proto3 JSON lines of LogEntry: a restorable backup.
+    Export {
+        /// File to write ("-" for stdout).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Restore an export into an empty data directory (server stopped).
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
+        data_dir: PathBuf,
+    },
     /// Append events from a file of proto3 JSON lines ("-" for stdin).
     Append {
         file: PathBuf,
@@ -152,6 +182,87 @@ enum Command {
         #[arg(long)]
         expected_last_seq: Option<u64>,
     },
+}
+
+/// `serve`'s flags for access control, TLS and limits.
+#[derive(Args, Debug)]
+struct TrustArgs {
+    /// File of `TOKEN ROLE` lines (roles: reader, writer, admin); every
+    /// TimelineService call then needs `authorization: Bearer TOKEN`.
+    #[arg(long, env = "ANNALS_AUTH_TOKENS")]
+    auth_tokens: Option<PathBuf>,
+    /// Reflection needs a token too (health never does).
+    #[arg(
+        long,
+        env = "ANNALS_REFLECTION_REQUIRES_AUTH",
+        requires = "auth_tokens"
+    )]
+    reflection_requires_auth: bool,
+    /// Serve a non-loopback --listen address without --auth-tokens.
+    #[arg(long, env = "ANNALS_INSECURE")]
+    insecure: bool,
+    /// PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, env = "ANNALS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ANNALS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TimelineService calls worked on at once; more are refused at once
+    /// with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "ANNALS_MAX_IN_FLIGHT",
+        default_value_t = ServerLimits::default().max_in_flight as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_in_flight: u32,
+    /// Seconds one call may take before DEADLINE_EXCEEDED.
+    #[arg(
+        long,
+        env = "ANNALS_DEADLINE_SECS",
+        default_value_t = ServerLimits::default().deadline.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    deadline_secs: u64,
+    /// Subscribe streams open at once; one more gets RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "ANNALS_MAX_SUBSCRIBERS",
+        default_value_t = ServerLimits::default().max_subscribers as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_subscribers: u32,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    #[arg(
+        long,
+        env = "ANNALS_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = ServerLimits::default().max_streams_per_connection,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_streams_per_connection: u32,
+}
+
+impl TrustArgs {
+    /// Reads the token file and TLS files into `config`; a malformed
+    /// file stops `serve` before it opens the store.
+    fn apply(self, mut config: Config) -> crate::Result<Config> {
+        if let Some(path) = &self.auth_tokens {
+            config.auth = Some(std::sync::Arc::new(crate::auth::Tokens::load(path)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(crate::tls::TlsIdentity::load(cert, key)?);
+        }
+        config.reflection_requires_auth = self.reflection_requires_auth;
+        config.insecure = self.insecure;
+        config.limits = ServerLimits {
+            max_in_flight: self.max_in_flight as usize,
+            deadline: std::time::Duration::from_secs(self.deadline_secs),
+            max_subscribers: self.max_subscribers as usize,
+            max_streams_per_connection: self.max_streams_per_connection,
+        };
+        config.check_exposure()?;
+        Ok(config)
+    }
 }
 
 /// Parses the command line and runs it.
@@ -179,6 +290,7 @@ async fn execute(cli: Cli) -> Outcome {
         no_seed,
         cache_mb,
         timeline_cache_mb,
+        trust,
     } = cli.command
     {
         let config = Config {
@@ -187,15 +299,79 @@ async fn execute(cli: Cli) -> Outcome {
             seed: !no_seed,
             cache_bytes: cache_mb * 1024 * 1024,
             timeline_cache_bytes: timeline_cache_mb * 1024 * 1024,
+            ..Config::default()
         };
+        let config = trust.apply(config).map_err(|error| error.to_string())?;
         return serve(config).await;
     }
-    let mut client = Client::connect(&cli.server)
+    match &cli.command {
+        Command::Verify { data_dir } => return verify(data_dir),
+        Command::RebuildIndexes { data_dir } => {
+            let entries =
+                crate::ops::rebuild_indexes(data_dir).map_err(|error| error.to_string())?;
+            println!(
+                "rebuilt the derived trees of {} from {entries} log entries",
+                data_dir.display()
+            );
+            return Ok(());
+        }
+        Command::Import { file, data_dir } => {
+            let text = read_input(file)?;
+            let last = crate::ops::import(data_dir, &text)
+                .await
+                .map_err(|error| error.to_string())?;
+            println!("restored {last} log entries into {}", data_dir.display());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let ca_cert = match &cli.ca_cert {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?)
+        }
+        None => None,
+    };
+    let options = ClientOptions {
+        token: cli.token.clone(),
+        ca_cert,
+    };
+    let mut client = Client::connect_with(&cli.server, options)
         .await
         .map_err(|error| format!("cannot reach {}: {error}", cli.server))?;
     let json = cli.json;
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. }
+        | Command::Verify { .. }
+        | Command::RebuildIndexes { .. }
+        | Command::Import { .. } => unreachable!("handled above"),
+        Command::Export { out } => {
+            let mut lines = String::new();
+            let last = client
+                .read_log(0, 1, true)
+                .await
+                .map_err(status_text)?
+                .last_seq;
+            let mut next = 1;
+            while next > 0 && next <= last {
+                let page = client
+                    .read_log(next, 1000, false)
+                    .await
+                    .map_err(status_text)?;
+                for mut entry in page.entries.into_iter().filter(|entry| entry.seq <= last) {
+                    entry.superseded_by.clear();
+                    lines.push_str(&to_json(&entry).to_string());
+                    lines.push('\n');
+                }
+                next = page.next_seq;
+            }
+            if out.as_os_str() == "-" {
+                print!("{lines}");
+            } else {
+                std::fs::write(&out, lines)
+                    .map_err(|error| format!("{}: {error}", out.display()))?;
+                eprintln!("exported {last} log entries to {}", out.display());
+            }
+        }
         Command::Entity { id, at, as_of } => {
             let response = client.entity(&id, &at, as_of).await.map_err(status_text)?;
             if json {
@@ -388,12 +564,7 @@ async fn execute(cli: Cli) -> Outcome {
             batch,
             expected_last_seq,
         } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).map_err(|error| error.to_string())?
-            } else {
-                std::fs::read_to_string(&file)
-                    .map_err(|error| format!("{}: {error}", file.display()))?
-            };
+            let text = read_input(&file)?;
             let events = crate::seed::parse_lines(&text)
                 .map_err(|error| format!("{}: {error}", file.display()))?;
             if events.is_empty() {
@@ -431,6 +602,36 @@ async fn execute(cli: Cli) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// A file's text, or stdin's for "-".
+fn read_input(file: &std::path::Path) -> Result<String, String> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|error| error.to_string())
+    } else {
+        std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))
+    }
+}
+
+fn verify(data_dir: &std::path::Path) -> Outcome {
+    let report = crate::ops::verify(data_dir).map_err(|error| error.to_string())?;
+    println!(
+        "{}: {} log entries, indexed through seq {}",
+        data_dir.display(),
+        report.entries,
+        report.indexed_seq
+    );
+    if report.is_clean() {
+        println!("ok: checksums, seqs and derived trees agree with the log");
+        return Ok(());
+    }
+    for fault in &report.faults {
+        println!("FAULT {fault}");
+    }
+    if report.fault_count > report.faults.len() {
+        println!("… and {} more", report.fault_count - report.faults.len());
+    }
+    Err(format!("{} faults found", report.fault_count))
 }
 
 async fn serve(config: Config) -> Outcome {

@@ -3,11 +3,16 @@
 //! `Client` wraps the generated tonic client (re-exported as
 //! `TimelineServiceClient` for full control) with one method per question,
 //! following pages for you. Requests and responses are gzip-compressed.
+//! `Client::connect_with` adds a bearer token and TLS (`ClientOptions`).
 
 use crate::proto;
+use std::fmt;
 use tonic::codec::{CompressionEncoding, Streaming};
-use tonic::transport::{Channel, Endpoint};
-use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Status};
 
 pub use crate::proto::timeline_service_client::TimelineServiceClient;
 
@@ -17,7 +22,81 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 /// A connection to an annals server; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: TimelineServiceClient<Channel>,
+    inner: TimelineServiceClient<InterceptedService<Channel, Credentials>>,
+}
+
+/// How to reach a server that asks for a token or serves TLS.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Sent on every call as `authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// PEM of the certificate authority to trust for an `https://` server;
+    /// without it, the system's roots.
+    pub ca_cert: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("ca_cert", &self.ca_cert.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// Why `Client::connect_with` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{}", chain(.0))]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the token cannot be sent as gRPC metadata: use printable ASCII without spaces")]
+    Token,
+    #[error("{0} cannot use TLS: give an https:// address with a CA certificate")]
+    Scheme(String),
+}
+
+/// An error with its sources: a transport error's detail (a refused
+/// certificate, say) is in them.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Adds the bearer token, if any, to every call. The value is marked
+/// sensitive so that HTTP/2 header compression never indexes it.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = if self.bearer.is_some() {
+            "(hidden)"
+        } else {
+            "none"
+        };
+        write!(f, "Credentials {{ bearer: {token} }}")
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Which events to list.
@@ -45,8 +124,54 @@ impl Client {
         Ok(Client::from_channel(channel))
     }
 
+    /// Connects with a token and TLS: `https://host:port` uses TLS (trusting
+    /// `options.ca_cert`, else the system's roots); a bare `host:port` uses
+    /// TLS when a CA certificate is given.
+    pub async fn connect_with(
+        server: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ConnectError> {
+        let credentials = match &options.token {
+            None => Credentials::default(),
+            Some(token) => {
+                if token.is_empty() || token.contains(char::is_whitespace) {
+                    return Err(ConnectError::Token);
+                }
+                let mut bearer = MetadataValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| ConnectError::Token)?;
+                bearer.set_sensitive(true);
+                Credentials {
+                    bearer: Some(bearer),
+                }
+            }
+        };
+        let address = if server.contains("://") {
+            server.to_string()
+        } else if options.ca_cert.is_some() {
+            format!("https://{server}")
+        } else {
+            format!("http://{server}")
+        };
+        let mut endpoint = Endpoint::from_shared(address.clone())?;
+        if address.starts_with("https://") {
+            let tls = match &options.ca_cert {
+                Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            endpoint = endpoint.tls_config(tls)?;
+        } else if options.ca_cert.is_some() {
+            return Err(ConnectError::Scheme(address));
+        }
+        let channel = endpoint.connect().await?;
+        Ok(Client::with_credentials(channel, credentials))
+    }
+
     pub fn from_channel(channel: Channel) -> Client {
-        let inner = TimelineServiceClient::new(channel)
+        Client::with_credentials(channel, Credentials::default())
+    }
+
+    fn with_credentials(channel: Channel, credentials: Credentials) -> Client {
+        let inner = TimelineServiceClient::with_interceptor(channel, credentials)
             .send_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(64 * 1024 * 1024);
@@ -54,7 +179,7 @@ impl Client {
     }
 
     /// The generated client, for calls this wrapper does not cover.
-    pub fn raw(&mut self) -> &mut TimelineServiceClient<Channel> {
+    pub fn raw(&mut self) -> &mut TimelineServiceClient<InterceptedService<Channel, Credentials>> {
         &mut self.inner
     }
 

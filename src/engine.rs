@@ -51,6 +51,9 @@ pub struct Appended {
 struct AppendJob {
     events: Vec<proto::Event>,
     expected_last_seq: Option<u64>,
+    /// For a restore from a backup: the `recorded_at` of each event, kept
+    /// instead of the server clock. Empty for an ordinary append.
+    recorded_at: Vec<i64>,
     reply: oneshot::Sender<Result<Appended>>,
 }
 
@@ -110,6 +113,48 @@ impl Database {
         events: Vec<proto::Event>,
         expected_last_seq: Option<u64>,
     ) -> Result<Appended> {
+        self.submit(events, expected_last_seq, Vec::new()).await
+    }
+
+    /// Restores log entries from a backup (`annals export`), keeping their
+    /// seqs and `recorded_at`, through the same validation as an append.
+    /// The entries must continue the log: restoring into an empty store
+    /// recreates it exactly. Returns the log's last seq.
+    pub async fn restore(&self, entries: Vec<proto::LogEntry>) -> Result<u64> {
+        let mut last = self.last_seq();
+        for chunk in entries.chunks(1000) {
+            let mut events = Vec::with_capacity(chunk.len());
+            let mut recorded_at = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                if entry.seq != last + 1 + events.len() as u64 {
+                    return Err(Error::invalid(
+                        "seq",
+                        format!(
+                            "entry {} does not continue the log at seq {}",
+                            entry.seq,
+                            last + 1 + events.len() as u64
+                        ),
+                    ));
+                }
+                let time = entry.recorded_at.ok_or_else(|| {
+                    Error::invalid("recorded_at", format!("entry {} has none", entry.seq))
+                })?;
+                recorded_at.push(time.seconds * 1_000_000 + i64::from(time.nanos / 1_000));
+                events.push(entry.event.clone().ok_or_else(|| {
+                    Error::invalid("event", format!("entry {} has none", entry.seq))
+                })?);
+            }
+            last = self.submit(events, Some(last), recorded_at).await?.last_seq;
+        }
+        Ok(last)
+    }
+
+    async fn submit(
+        &self,
+        events: Vec<proto::Event>,
+        expected_last_seq: Option<u64>,
+        recorded_at: Vec<i64>,
+    ) -> Result<Appended> {
         let sender = self
             .shared
             .jobs
@@ -121,6 +166,7 @@ impl Database {
         let job = AppendJob {
             events,
             expected_last_seq,
+            recorded_at,
             reply,
         };
         sender
@@ -328,6 +374,7 @@ fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut cloc
                         &mut index,
                         job.events,
                         job.expected_last_seq,
+                        &job.recorded_at,
                         &mut round,
                         &mut clock,
                     )
@@ -370,6 +417,7 @@ fn prepare(
     index: &mut Index,
     mut events: Vec<proto::Event>,
     expected_last_seq: Option<u64>,
+    restored_times: &[i64],
     round: &mut Round,
     clock: &mut i64,
 ) -> Result<Appended> {
@@ -436,6 +484,12 @@ fn prepare(
         }
         originals.push(Some(original));
     }
+    let restoring = !restored_times.is_empty();
+    if restoring && originals.iter().any(Option::is_some) {
+        return Err(Error::FailedPrecondition(
+            "a restore needs a log without the restored events; restore into an empty store".into(),
+        ));
+    }
     if originals.iter().all(Option::is_some) {
         return Ok(Appended {
             entries: originals.into_iter().flatten().collect(),
@@ -456,15 +510,29 @@ fn prepare(
 
     // Accepted: assign seqs and fold into the index (invisible to readers
     // until the round is durable).
-    let now = chrono::Utc::now().timestamp_micros();
-    *clock = (*clock).max(now);
+    if restoring {
+        let in_order = restored_times.windows(2).all(|pair| pair[0] <= pair[1]);
+        if restored_times.len() != events.len() || !in_order || restored_times[0] < *clock {
+            return Err(Error::invalid(
+                "recorded_at",
+                "restored entries need one recorded_at each, never decreasing",
+            ));
+        }
+    } else {
+        let now = chrono::Utc::now().timestamp_micros();
+        *clock = (*clock).max(now);
+    }
     let mut entries = Vec::with_capacity(events.len());
-    for (((event, domain), original), corrected) in events
+    for (position, (((event, domain), original), corrected)) in events
         .into_iter()
         .zip(&parsed)
         .zip(originals)
         .zip(corrected)
+        .enumerate()
     {
+        if restoring {
+            *clock = restored_times[position];
+        }
         let entry = match original {
             Some(original) => original,
             None => {

@@ -6,6 +6,8 @@
 //! trait). `time` owns valid-time parsing; `model` the validated domain
 //! types. `client` is the typed client the CLI uses, for other services too.
 
+pub mod admission;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod engine;
@@ -13,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod json;
 pub mod model;
+pub mod ops;
 pub mod page;
 pub mod query;
 pub mod seed;
@@ -20,6 +23,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod time;
+pub mod tls;
 
 /// The wire types and the generated tonic client and server.
 pub mod proto {

@@ -64,11 +64,11 @@ impl<'a> Snapshot<'a> {
     fn in_force(&self, seq: u64) -> bool {
         seq <= self.as_of
             && (self.index.superseded.is_empty()
-                || !self
+                || self
                     .index
                     .superseded
                     .get(&seq)
-                    .is_some_and(|correction| *correction <= self.as_of))
+                    .is_none_or(|correction| *correction > self.as_of))
     }
 
     /// The seq of the correction that withdrew `seq`, if known at S.

@@ -1,6 +1,8 @@
 //! Serving: the gRPC server with its reflection and health services, the
 //! built-in data set, and graceful shutdown.
 
+use crate::admission::Admission;
+use crate::auth::{self, RequireRole, Tokens};
 use crate::engine::{Database, Limits};
 use crate::error::Result;
 use crate::proto::timeline_service_server::TimelineServiceServer;
@@ -8,10 +10,12 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::seed;
 use crate::service::Service;
 use crate::store::{LogStore, SledStore};
+use crate::tls::TlsIdentity;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,6 +33,61 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Bytes of entity timelines the index keeps in memory.
     pub timeline_cache_bytes: usize,
+    /// Who may call what (`--auth-tokens`). Without tokens every call is
+    /// open, which `check_exposure` allows on loopback only.
+    pub auth: Option<Arc<Tokens>>,
+    /// Reflection asks for a (reader) token too; health never does.
+    pub reflection_requires_auth: bool,
+    /// Serve a non-loopback address without tokens all the same.
+    pub insecure: bool,
+    /// Serve TLS with this certificate and key.
+    pub tls: Option<TlsIdentity>,
+    /// Load shedding, deadlines and caps.
+    pub limits: ServerLimits,
+}
+
+/// What the server takes on at once, and for how long.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// TimelineService calls worked on at once; more are shed with
+    /// RESOURCE_EXHAUSTED (see `admission`).
+    pub max_in_flight: usize,
+    /// How long one TimelineService call may take (DEADLINE_EXCEEDED).
+    pub deadline: Duration,
+    /// Open Subscribe streams; one more gets RESOURCE_EXHAUSTED.
+    pub max_subscribers: usize,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            max_in_flight: 512,
+            deadline: Duration::from_secs(30),
+            max_subscribers: 1024,
+            max_streams_per_connection: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Refuses to serve a non-loopback address without tokens, unless
+    /// `insecure` says to.
+    pub fn check_exposure(&self) -> Result<()> {
+        let loopback = self.listen.ip().to_canonical().is_loopback();
+        if loopback || self.auth.is_some() || self.insecure {
+            return Ok(());
+        }
+        Err(crate::Error::invalid(
+            "listen",
+            format!(
+                "{} is not a loopback address and no --auth-tokens are given: anyone who can reach it could read and append; \
+                 give --auth-tokens FILE (and --tls-cert/--tls-key), or --insecure to serve it open all the same",
+                self.listen
+            ),
+        ))
+    }
 }
 
 impl Default for Config {
@@ -39,6 +98,11 @@ impl Default for Config {
             seed: true,
             cache_bytes: 256 * 1024 * 1024,
             timeline_cache_bytes: 512 * 1024 * 1024,
+            auth: None,
+            reflection_requires_auth: false,
+            insecure: false,
+            tls: None,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -55,37 +119,52 @@ impl Server {
     /// Opens the store in `config.data_dir`, seeds it if asked and empty,
     /// and starts serving on `config.listen` (port 0 picks a free port).
     pub async fn start(config: &Config) -> Result<Server> {
+        config.check_exposure()?;
+        // Unusable TLS files stop the start before the store is opened.
+        http_server(config)?;
         let store = SledStore::open(&config.data_dir, config.cache_bytes)?;
-        Server::start_with_store(Arc::new(store), config.listen, config.seed).await
+        Server::start_on_store(Arc::new(store), config).await
     }
 
-    /// Serves over any log store (tests use `MemoryStore`).
-    pub async fn start_with_store(
-        store: Arc<dyn LogStore>,
-        listen: SocketAddr,
-        seed: bool,
-    ) -> Result<Server> {
-        let db = Database::open(store, Limits::default())?;
+    /// Serves over any log store as `config` says (its store fields unused).
+    pub async fn start_on_store(store: Arc<dyn LogStore>, config: &Config) -> Result<Server> {
+        config.check_exposure()?;
+        let mut http = http_server(config)?;
+        let seed = config.seed;
+        let limits = Limits {
+            timeline_cache_bytes: config.timeline_cache_bytes,
+            ..Limits::default()
+        };
+        // Opening reads the derived trees (and catches them up if the log
+        // is ahead): blocking work, kept off the async workers.
+        let db = tokio::task::spawn_blocking(move || Database::open(store, limits))
+            .await
+            .map_err(|error| crate::Error::Storage(format!("opening: {error}")))??;
         if seed {
             let appended = seed::seed(&db).await?;
             if appended > 0 {
                 tracing::info!(events = appended, "appended the built-in data set");
             }
         }
-        let listener = TcpListener::bind(listen).await?;
+        let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (stop, stopping) = watch::channel(false);
-        let routes = routes(db.clone(), stopping.clone()).await;
+        let routes = routes(db.clone(), stopping.clone(), config).await;
         let mut until_stopped = stopping;
         let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_routes(routes)
+            http.add_routes(routes)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                     let _ = until_stopped.wait_for(|stopping| *stopping).await;
                 })
                 .await
         });
-        tracing::info!(%local_addr, last_seq = db.last_seq(), "serving annals.v1.TimelineService");
+        tracing::info!(
+            %local_addr,
+            last_seq = db.last_seq(),
+            tls = config.tls.is_some(),
+            auth = config.auth.is_some(),
+            "serving annals.v1.TimelineService"
+        );
         Ok(Server {
             local_addr,
             db,
@@ -129,7 +208,46 @@ impl Server {
     }
 }
 
-async fn routes(db: Database, stopping: watch::Receiver<bool>) -> tonic::service::Routes {
+/// The HTTP/2 server as `config` sets it up: TLS, stream and header
+/// limits, keepalives that find dead peers (a vanished subscriber).
+fn http_server(config: &Config) -> Result<tonic::transport::Server> {
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.limits.max_streams_per_connection)
+        .http2_max_header_list_size(64 * 1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
+    if let Some(tls) = &config.tls {
+        let tls_config = tonic::transport::ServerTlsConfig::new().identity(tls.identity());
+        builder = builder.tls_config(tls_config).map_err(|error| {
+            crate::Error::invalid(
+                "tls",
+                format!("the certificate or key is unusable: {}", chain(&error)),
+            )
+        })?;
+    }
+    Ok(builder)
+}
+
+/// An error with its sources, which is where TLS puts the detail.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
+async fn routes(
+    db: Database,
+    stopping: watch::Receiver<bool>,
+    config: &Config,
+) -> tonic::service::Routes {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<TimelineServiceServer<Service>>().await;
     let mut draining = stopping.clone();
@@ -146,15 +264,45 @@ async fn routes(db: Database, stopping: watch::Receiver<bool>) -> tonic::service
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
-    let timeline = TimelineServiceServer::new(Service::new(db, stopping))
+    let service = Service::new(db, stopping).with_max_subscribers(config.limits.max_subscribers);
+    let timeline = TimelineServiceServer::new(service)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(2 * crate::service::MAX_REQUEST_BYTES)
         .max_encoding_message_size(64 * 1024 * 1024);
-    tonic::service::Routes::new(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(timeline)
+    let timeline = Admission::new(
+        timeline,
+        config.limits.max_in_flight,
+        config.limits.deadline,
+    );
+    // Health stays open: load balancers and orchestrators probe it without
+    // credentials. Reflection is open unless asked otherwise.
+    let routes = tonic::service::Routes::new(health_service);
+    match &config.auth {
+        None => routes
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(timeline),
+        Some(tokens) => {
+            let timeline = RequireRole::new(timeline, Arc::clone(tokens), auth::timeline_role);
+            if config.reflection_requires_auth {
+                let role = auth::reflection_role;
+                routes
+                    .add_service(RequireRole::new(reflection_v1, Arc::clone(tokens), role))
+                    .add_service(RequireRole::new(
+                        reflection_v1alpha,
+                        Arc::clone(tokens),
+                        role,
+                    ))
+                    .add_service(timeline)
+            } else {
+                routes
+                    .add_service(reflection_v1)
+                    .add_service(reflection_v1alpha)
+                    .add_service(timeline)
+            }
+        }
+    }
 }
 
 /// Reflection describes every service served: ours, health, and reflection

@@ -11,7 +11,8 @@ use crate::proto::{self, get_event_request::Selector};
 use crate::query::{EventFilter, Snapshot};
 use crate::time::{query_instant, window_start, Instant};
 use std::pin::Pin;
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -19,21 +20,43 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// Largest request the service takes; larger ones are RESOURCE_EXHAUSTED.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// Longest status message (and field name) sent. A status travels in
+/// HTTP/2 headers, and messages quote what the client sent: a megabyte id
+/// would otherwise come back as a megabyte header, which clients refuse
+/// (by closing the connection).
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// Cuts `text` to `MAX_STATUS_MESSAGE_BYTES` at a character boundary.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_STATUS_MESSAGE_BYTES {
+        let mut end = MAX_STATUS_MESSAGE_BYTES - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         match error {
-            Error::InvalidArgument { field, message } => Status::with_error_details(
-                tonic::Code::InvalidArgument,
-                format!("{field}: {message}"),
-                ErrorDetails::with_bad_request_violation(field, message),
-            ),
-            Error::NotFound(message) => Status::not_found(message),
-            Error::AlreadyExists(message) => Status::already_exists(message),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
-            Error::Unavailable(message) => Status::unavailable(message),
-            Error::DataLoss(message) => Status::data_loss(message),
-            Error::Storage(message) => Status::internal(format!("storage: {message}")),
+            Error::InvalidArgument { field, message } => {
+                let (field, message) = (bounded(field), bounded(message));
+                Status::with_error_details(
+                    tonic::Code::InvalidArgument,
+                    bounded(format!("{field}: {message}")),
+                    ErrorDetails::with_bad_request_violation(field, message),
+                )
+            }
+            Error::NotFound(message) => Status::not_found(bounded(message)),
+            Error::AlreadyExists(message) => Status::already_exists(bounded(message)),
+            Error::FailedPrecondition(message) => Status::failed_precondition(bounded(message)),
+            Error::ResourceExhausted(message) => Status::resource_exhausted(bounded(message)),
+            Error::Unavailable(message) => Status::unavailable(bounded(message)),
+            Error::DataLoss(message) => Status::data_loss(bounded(message)),
+            Error::Storage(message) => Status::internal(bounded(format!("storage: {message}"))),
         }
     }
 }
@@ -43,13 +66,32 @@ type Result<T> = std::result::Result<Response<T>, Status>;
 pub struct Service {
     db: Database,
     shutdown: watch::Receiver<bool>,
+    /// One permit per open subscription; none left means RESOURCE_EXHAUSTED.
+    subscribers: Arc<Semaphore>,
+    max_subscribers: usize,
 }
+
+/// Open subscriptions a `Service` allows unless told otherwise.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
 impl Service {
     /// `shutdown` turns true when the server is draining; open subscriptions
     /// then end with UNAVAILABLE so that the drain can finish.
     pub fn new(db: Database, shutdown: watch::Receiver<bool>) -> Service {
-        Service { db, shutdown }
+        Service {
+            db,
+            shutdown,
+            subscribers: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+        }
+    }
+
+    /// Caps the subscriptions open at once: each holds a task and a
+    /// channel, so the cap bounds what idle followers can cost.
+    pub fn with_max_subscribers(mut self, max_subscribers: usize) -> Service {
+        self.subscribers = Arc::new(Semaphore::new(max_subscribers));
+        self.max_subscribers = max_subscribers;
+        self
     }
 }
 
@@ -189,8 +231,17 @@ impl TimelineService for Service {
             ),
             None => None,
         };
+        let permit = Arc::clone(&self.subscribers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Error::ResourceExhausted(format!(
+                    "{} subscriptions are open, the server's limit; close one or retry later",
+                    self.max_subscribers
+                ))
+            })?;
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(follow(
+            permit,
             self.db.clone(),
             request.from_seq.max(1),
             entity,
@@ -416,8 +467,10 @@ impl TimelineService for Service {
 /// it becomes durable. It reads the log itself rather than buffering
 /// appends, so a slow subscriber holds at most one channel of entries and
 /// never slows a writer; and since it walks seqs one by one it can neither
-/// skip nor repeat one.
+/// skip nor repeat one. `_permit` counts it among the open subscriptions
+/// until it ends.
 async fn follow(
+    _permit: OwnedSemaphorePermit,
     db: Database,
     mut next: u64,
     entity: Option<String>,

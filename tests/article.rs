@@ -224,6 +224,7 @@ async fn a_second_start_appends_nothing() {
         seed: true,
         cache_bytes: 16 * 1024 * 1024,
         timeline_cache_bytes: 16 * 1024 * 1024,
+        ..annals::server::Config::default()
     };
     let again = annals::server::Server::start(&config).await.unwrap();
     assert_eq!(again.database().last_seq(), seeded);

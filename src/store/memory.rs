@@ -6,10 +6,13 @@ use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
+/// A derived tree: key → value, in key order.
+type Ordered = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Default)]
 pub struct MemoryStore {
     log: RwLock<BTreeMap<u64, Vec<u8>>>,
-    derived: RwLock<HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    derived: RwLock<HashMap<Tree, Ordered>>,
 }
 
 impl MemoryStore {
@@ -49,10 +52,12 @@ impl LogStore for MemoryStore {
 
     fn read(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>> {
         let log = self.log.read().expect("log lock poisoned");
-        log.range(from..)
+        let entries = log
+            .range(from..)
             .take(limit)
             .map(|(seq, value)| decode_entry(&seq_key(*seq), value))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        super::consecutive(from, entries)
     }
 
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -102,5 +107,9 @@ mod tests {
         contract::appends_and_reads_back(&MemoryStore::new());
         contract::refuses_a_gap(&MemoryStore::new());
         contract::keeps_derived_trees(&MemoryStore::new());
+        let entries = (1..=3)
+            .map(|seq| contract::entry(seq, &format!("e{seq}")))
+            .collect();
+        contract::reads_consecutive_entries_or_data_loss(entries);
     }
 }

@@ -68,6 +68,19 @@ impl Tree {
     }
 }
 
+/// Checks that entries read from seq `from` on are consecutive.
+pub(crate) fn consecutive(from: u64, entries: Vec<StoredEntry>) -> Result<Vec<StoredEntry>> {
+    for (expected, entry) in (from.max(1)..).zip(&entries) {
+        if entry.seq != expected {
+            return Err(crate::error::Error::DataLoss(format!(
+                "log entry {expected} is missing (the log jumps to {})",
+                entry.seq
+            )));
+        }
+    }
+    Ok(entries)
+}
+
 /// One write to a derived tree: (tree, key, value).
 pub type Write = (Tree, Vec<u8>, Vec<u8>);
 
@@ -93,8 +106,9 @@ pub trait LogStore: Send + Sync + 'static {
     /// The highest seq stored, 0 for an empty log.
     fn last_seq(&self) -> Result<u64>;
 
-    /// Up to `limit` entries with seq >= `from`, ascending; a damaged entry
-    /// is `Error::DataLoss`, never a wrong answer.
+    /// Up to `limit` entries from seq `from` on, consecutive; a damaged
+    /// entry, or a seq missing before the last one, is `Error::DataLoss`,
+    /// never a wrong answer. Empty when `from` is past the end.
     fn read(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>>;
 
     /// One entry by seq.
@@ -168,6 +182,16 @@ pub(crate) mod contract {
             1,
             "a refused append stores nothing"
         );
+    }
+
+    pub fn reads_consecutive_entries_or_data_loss(entries: Vec<StoredEntry>) {
+        assert!(consecutive(1, entries.clone()).is_ok());
+        let mut gapped = entries;
+        gapped.remove(1);
+        assert!(matches!(
+            consecutive(1, gapped),
+            Err(crate::error::Error::DataLoss(_))
+        ));
     }
 
     pub fn keeps_derived_trees(store: &dyn LogStore) {

@@ -121,14 +121,16 @@ impl LogStore for SledStore {
     }
 
     fn read(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>> {
-        self.log
+        let entries = self
+            .log
             .range(seq_key(from)..)
             .take(limit)
             .map(|item| {
                 let (key, value) = item?;
                 decode_entry(&key, &value)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        super::consecutive(from, entries)
     }
 
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {

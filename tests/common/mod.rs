@@ -26,14 +26,21 @@ impl TestServer {
     }
 
     pub async fn start(seed: bool) -> TestServer {
+        TestServer::configured(seed, |_| {}).await
+    }
+
+    /// A server whose `Config` a test adjusts (auth, TLS, limits).
+    pub async fn configured(seed: bool, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             seed,
             cache_bytes: 16 * 1024 * 1024,
             timeline_cache_bytes: 16 * 1024 * 1024,
+            ..Config::default()
         };
+        adjust(&mut config);
         let server = Server::start(&config).await.expect("the server starts");
         TestServer { server, dir }
     }

@@ -1,0 +1,299 @@
+//! Operations on a data directory, as an operator runs them with the
+//! `annals` binary: verify (on sound and on deliberately damaged stores),
+//! rebuild-indexes, and a backup by export restored by import.
+
+mod common;
+
+use annals::client::{Client, EventQuery};
+use annals::proto;
+use common::{at, begin, end, event, set, TestServer};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_annals");
+
+fn annals(args: &[&str]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .output()
+        .expect("annals runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn verify(dir: &Path) -> Output {
+    annals(&["verify", "--data-dir", dir.to_str().unwrap()])
+}
+
+/// A seeded store with a few more events, among them a correction; the
+/// server is stopped and the directory returned.
+async fn populated_store() -> tempfile::TempDir {
+    let server = TestServer::seeded().await;
+    let mut client = server.client().await;
+    client
+        .append(
+            vec![
+                event(
+                    "ops-1",
+                    "treaty_signed",
+                    "2024-06",
+                    vec![begin("china", "russia", "alliance")],
+                ),
+                event(
+                    "ops-2",
+                    "statement",
+                    "2024-07-01",
+                    vec![set("north-korea", "border_status", "open")],
+                ),
+                event(
+                    "ops-3",
+                    "correction",
+                    "2024-06-20",
+                    vec![at("2024-06-20", begin("china", "russia", "alliance"))],
+                ),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let mut correction = event(
+        "ops-4",
+        "correction",
+        "2024-07-02",
+        vec![set("north-korea", "border_status", "partially_open")],
+    );
+    correction.corrects = "ops-2".into();
+    client.append(vec![correction], None).await.unwrap();
+    client
+        .append(
+            vec![event(
+                "ops-5",
+                "treaty_ended",
+                "2024-08",
+                vec![end("china", "russia", "alliance")],
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+    let dir = server.dir;
+    server.server.shutdown().await.unwrap();
+    dir
+}
+
+/// Overwrites one value of a sled tree of a stopped store.
+fn damage(dir: &Path, tree: &str, key: &[u8], value: Option<&[u8]>) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree(tree).unwrap();
+    match value {
+        Some(value) => tree.insert(key, value).unwrap(),
+        None => tree.remove(key).unwrap(),
+    };
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn verify_passes_a_sound_store() {
+    let dir = populated_store().await;
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("ok:"), "{}", text(&output));
+}
+
+#[tokio::test]
+async fn a_damaged_log_entry_is_reported_and_read_as_data_loss() {
+    let dir = populated_store().await;
+    let db = sled::open(dir.path()).unwrap();
+    let log = db.open_tree("log").unwrap();
+    let mut value = log.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
+    let middle = value.len() / 2;
+    value[middle] ^= 0x20;
+    log.insert(7u64.to_be_bytes(), value).unwrap();
+    db.flush().unwrap();
+    drop((log, db));
+
+    let output = verify(dir.path());
+    assert!(
+        !output.status.success(),
+        "verify must fail: {}",
+        text(&output)
+    );
+    let report = text(&output);
+    assert!(
+        report.contains("log entry 7") && report.contains("checksum"),
+        "{report}"
+    );
+
+    // The server still starts (nothing replays the log) and says DATA_LOSS
+    // rather than answering from the damaged entry.
+    let config = annals::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        seed: true,
+        cache_bytes: 8 << 20,
+        timeline_cache_bytes: 8 << 20,
+        ..annals::server::Config::default()
+    };
+    let server = annals::server::Server::start(&config).await.unwrap();
+    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    let request = proto::GetEventRequest {
+        selector: Some(proto::get_event_request::Selector::Seq(7)),
+    };
+    let status = client.raw().get_event(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    let status = client.read_log(1, 100, false).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    // Entries before the damage still read.
+    assert_eq!(client.read_log(1, 6, false).await.unwrap().entries.len(), 6);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn damaged_indexes_are_reported_and_rebuilt_from_the_log() {
+    let dir = populated_store().await;
+    damage(dir.path(), "ids", b"article-007", None);
+    damage(
+        dir.path(),
+        "superseded",
+        &999u64.to_be_bytes(),
+        Some(&1u64.to_be_bytes()),
+    );
+    let output = verify(dir.path());
+    assert!(
+        !output.status.success(),
+        "verify must fail: {}",
+        text(&output)
+    );
+    let report = text(&output);
+    assert!(
+        report.contains("ids") && report.contains("article-007"),
+        "{report}"
+    );
+    assert!(report.contains("superseded"), "{report}");
+
+    let output = annals(&[
+        "rebuild-indexes",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = verify(dir.path());
+    assert!(
+        output.status.success(),
+        "after a rebuild: {}",
+        text(&output)
+    );
+}
+
+/// Answers that must survive a backup and restore.
+async fn answers(client: &mut Client) -> Vec<String> {
+    let mut answers = Vec::new();
+    for at in ["1951-06-01", "1962-01-01", "2024-06-25", "2024-09-01", ""] {
+        answers.push(format!(
+            "{:?}",
+            client.relations("china", "", "", at, 0).await.unwrap()
+        ));
+        answers.push(format!(
+            "{:?}",
+            client.entity("north-korea", at, 0).await.unwrap()
+        ));
+    }
+    answers.push(format!(
+        "{:?}",
+        client
+            .relations("china", "", "", "2024-07-01", 50)
+            .await
+            .unwrap()
+    ));
+    answers.push(format!(
+        "{:?}",
+        client.history("china", "russia", "", 0).await.unwrap()
+    ));
+    answers.push(format!(
+        "{:?}",
+        client.events(&EventQuery::default()).await.unwrap()
+    ));
+    answers.push(format!(
+        "{:?}",
+        client.diff("1949", "2024-12-31", "", 0).await.unwrap()
+    ));
+    answers
+}
+
+// Multi-threaded: the test blocks on the `annals` processes while the
+// in-process server answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_restores_into_an_empty_store_with_identical_answers() {
+    let dir = populated_store().await;
+    let config = |dir: &Path| annals::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        seed: false,
+        cache_bytes: 8 << 20,
+        timeline_cache_bytes: 8 << 20,
+        ..annals::server::Config::default()
+    };
+    let original = annals::server::Server::start(&config(dir.path()))
+        .await
+        .unwrap();
+    let url = format!("http://{}", original.local_addr());
+    let backup = dir.path().join("backup.jsonl");
+    let output = annals(&[
+        "export",
+        "--out",
+        backup.to_str().unwrap(),
+        "--server",
+        &url,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let mut client = Client::connect(&url).await.unwrap();
+    let expected = answers(&mut client).await;
+    let log = client.read_log(1, 1000, false).await.unwrap();
+    original.shutdown().await.unwrap();
+
+    let restored_dir = tempfile::tempdir().unwrap();
+    let output = annals(&[
+        "import",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        restored_dir.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("restored {}", log.last_seq)),
+        "{}",
+        text(&output)
+    );
+
+    let restored = annals::server::Server::start(&config(restored_dir.path()))
+        .await
+        .unwrap();
+    let mut client = Client::connect(&format!("http://{}", restored.local_addr()))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.read_log(1, 1000, false).await.unwrap(),
+        log,
+        "same seqs, recorded_at and events"
+    );
+    assert_eq!(answers(&mut client).await, expected);
+    restored.shutdown().await.unwrap();
+
+    // Importing into a store that is not empty changes nothing.
+    let output = annals(&[
+        "import",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        restored_dir.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("empty"), "{}", text(&output));
+}
