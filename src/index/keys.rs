@@ -54,11 +54,9 @@ pub fn entity_effect(entity_id: &str, seq_number: u64, effect: u32) -> Vec<u8> {
     key
 }
 
-/// `entity ++ 0x00 ++ earliest ++ seq`: an event naming an entity, in
-/// valid-time order.
-pub fn entity_event(entity_id: &str, earliest: Instant, seq_number: u64) -> Vec<u8> {
+/// `entity ++ 0x00 ++ seq`: an event naming an entity, in log order.
+pub fn entity_seq(entity_id: &str, seq_number: u64) -> Vec<u8> {
     let mut key = entity(entity_id);
-    key.extend_from_slice(&instant(earliest));
     key.extend_from_slice(&seq(seq_number));
     key
 }
@@ -90,8 +88,8 @@ mod tests {
 
     #[test]
     fn entity_prefixes_do_not_overlap() {
-        let korea = entity_event("korea", 0, 1);
-        let north_korea = entity_event("korea-north", 0, 1);
+        let korea = entity_seq("korea", 1);
+        let north_korea = entity_seq("korea-north", 1);
         assert!(!north_korea.starts_with(&entity("korea")));
         assert!(korea.starts_with(&entity("korea")));
         assert!(prefix_end(&entity("korea")) > korea);

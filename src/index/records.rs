@@ -8,36 +8,49 @@ use crate::proto;
 use crate::store::{StoredEntry, Tree, Write};
 use prost::Message;
 
-/// One change to a relation or an attribute, stored under each entity it
-/// touches (`changes` tree, key `entity ++ 0 ++ seq ++ effect`).
+/// An event as one entity's log sees it (`entity_log` tree, key
+/// `entity ++ 0 ++ seq`): when it happened, and its changes to relations
+/// and attributes touching that entity. One record per (entity, event)
+/// keeps the writes per event few.
+#[derive(Clone, PartialEq, Message)]
+pub struct EntityRecord {
+    #[prost(sint64, tag = "1")]
+    pub earliest: i64,
+    #[prost(sint64, tag = "2")]
+    pub latest: i64,
+    #[prost(string, tag = "3")]
+    pub kind: String,
+    #[prost(string, tag = "4")]
+    pub event_id: String,
+    #[prost(message, repeated, tag = "5")]
+    pub changes: Vec<ChangeRecord>,
+}
+
+/// One change to a relation or an attribute.
 #[derive(Clone, PartialEq, Message)]
 pub struct ChangeRecord {
-    #[prost(uint64, tag = "1")]
-    pub seq: u64,
-    #[prost(uint32, tag = "2")]
+    #[prost(uint32, tag = "1")]
     pub effect: u32,
-    #[prost(sint64, tag = "3")]
+    #[prost(sint64, tag = "2")]
     pub earliest: i64,
-    #[prost(sint64, tag = "4")]
+    #[prost(sint64, tag = "3")]
     pub latest: i64,
     /// The valid time as the event wrote it.
-    #[prost(string, tag = "5")]
+    #[prost(string, tag = "4")]
     pub time: String,
-    #[prost(string, tag = "6")]
-    pub event_id: String,
-    #[prost(enumeration = "Op", tag = "7")]
+    #[prost(enumeration = "Op", tag = "5")]
     pub op: i32,
     /// The relation kind, or the attribute key.
-    #[prost(string, tag = "8")]
+    #[prost(string, tag = "6")]
     pub kind: String,
-    #[prost(string, tag = "9")]
+    #[prost(string, tag = "7")]
     pub a: String,
-    #[prost(string, tag = "10")]
+    #[prost(string, tag = "8")]
     pub b: String,
-    #[prost(bool, tag = "11")]
+    #[prost(bool, tag = "9")]
     pub directed: bool,
     /// The attribute value (empty unsets).
-    #[prost(string, tag = "12")]
+    #[prost(string, tag = "10")]
     pub value: String,
 }
 
@@ -50,8 +63,8 @@ pub enum Op {
     Set = 3,
 }
 
-/// An event in valid-time order (`timeline` and `entity_events` trees; the
-/// key holds earliest and seq).
+/// An event in valid-time order (`timeline` tree; the key holds earliest
+/// and seq).
 #[derive(Clone, PartialEq, Message)]
 pub struct EventRecord {
     #[prost(sint64, tag = "1")]
@@ -81,38 +94,49 @@ pub const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
 pub fn writes_for(entry: &StoredEntry, event: &Event, corrected_seq: Option<u64>) -> Vec<Write> {
     let seq = entry.seq;
     let event_id = entry.event.id.as_str();
-    let mut writes = Vec::new();
+    let mut writes = Vec::with_capacity(8);
     writes.push((
         Tree::Ids,
         event_id.as_bytes().to_vec(),
         keys::seq(seq).to_vec(),
     ));
-    let event_record = EventRecord {
+    let timeline = EventRecord {
         latest: event.latest(),
         kind: event.kind.clone(),
-    }
-    .encode_to_vec();
+    };
     writes.push((
         Tree::Timeline,
         keys::timeline_event(event.earliest(), seq),
-        event_record.clone(),
+        timeline.encode_to_vec(),
     ));
-    for entity in event.entities() {
-        writes.push((
-            Tree::EntityEvents,
-            keys::entity_event(entity, event.earliest(), seq),
-            event_record.clone(),
-        ));
-    }
+
+    // Each entity's view of the event: the event, plus its changes there.
+    let mut per_entity: Vec<(&str, EntityRecord)> = event
+        .entities()
+        .into_iter()
+        .map(|entity| {
+            let record = EntityRecord {
+                earliest: event.earliest(),
+                latest: event.latest(),
+                kind: event.kind.clone(),
+                event_id: event_id.to_string(),
+                changes: Vec::new(),
+            };
+            (entity, record)
+        })
+        .collect();
+    let mut add = |entity: &str, change: ChangeRecord| {
+        if let Some((_, record)) = per_entity.iter_mut().find(|(name, _)| *name == entity) {
+            record.changes.push(change);
+        }
+    };
     for (position, effect) in event.effects.iter().enumerate() {
         let position = position as u32;
-        let mut record = ChangeRecord {
-            seq,
+        let mut change = ChangeRecord {
             effect: position,
             earliest: effect.time.earliest(),
             latest: effect.time.latest(),
             time: effect.time.text().to_string(),
-            event_id: event_id.to_string(),
             ..Default::default()
         };
         match &effect.change {
@@ -130,35 +154,32 @@ pub fn writes_for(entry: &StoredEntry, event: &Event, corrected_seq: Option<u64>
                 ));
             }
             Change::Set { entity, key, value } => {
-                record.op = Op::Set as i32;
-                record.kind = key.clone();
-                record.value = value.clone();
-                writes.push((
-                    Tree::Changes,
-                    keys::entity_effect(entity, seq, position),
-                    record.encode_to_vec(),
-                ));
+                change.op = Op::Set as i32;
+                change.kind = key.clone();
+                change.value = value.clone();
+                add(entity, change);
             }
             Change::Begin(key) | Change::End(key) => {
-                record.op = if matches!(effect.change, Change::Begin(_)) {
+                change.op = if matches!(effect.change, Change::Begin(_)) {
                     Op::Begin as i32
                 } else {
                     Op::End as i32
                 };
-                record.kind = key.kind.clone();
-                record.a = key.a.clone();
-                record.b = key.b.clone();
-                record.directed = key.directed;
-                let value = record.encode_to_vec();
-                for entity in [&key.a, &key.b] {
-                    writes.push((
-                        Tree::Changes,
-                        keys::entity_effect(entity, seq, position),
-                        value.clone(),
-                    ));
-                }
+                change.kind = key.kind.clone();
+                change.a = key.a.clone();
+                change.b = key.b.clone();
+                change.directed = key.directed;
+                add(&key.a, change.clone());
+                add(&key.b, change);
             }
         }
+    }
+    for (entity, record) in per_entity {
+        writes.push((
+            Tree::EntityLog,
+            keys::entity_seq(entity, seq),
+            record.encode_to_vec(),
+        ));
     }
     if let Some(target) = corrected_seq {
         writes.push((

@@ -2,8 +2,8 @@
 //!
 //! A timeline holds every change touching one entity, sorted by (relation
 //! or attribute, earliest instant, seq, effect), and every event naming it,
-//! sorted by (earliest instant, seq). It is loaded with two prefix scans
-//! and then kept up to date by the writer, which folds each round's writes
+//! sorted by (earliest instant, seq). It is loaded with one prefix scan of
+//! `entity_log` and then kept up to date by the writer, which folds each round's writes
 //! into the cached timelines while holding the cache lock, the same lock a
 //! load holds while it scans: a timeline is never loaded from trees that a
 //! round has half-written, nor missed by a round that wrote after its scan.
@@ -11,7 +11,7 @@
 //! first.
 
 use super::keys;
-use super::records::{ChangeRecord, EventRecord, Op};
+use super::records::{ChangeRecord, EntityRecord, Op};
 use crate::error::{Error, Result};
 use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
@@ -185,50 +185,62 @@ impl CacheState {
     /// will read them from the trees when next loaded).
     pub fn absorb(&mut self, writes: &[Write]) -> Result<()> {
         for (tree, key, value) in writes {
-            if !matches!(tree, Tree::Changes | Tree::EntityEvents) {
+            if *tree != Tree::EntityLog {
                 continue;
             }
             let Some(entity) = entity_of(key) else {
                 continue;
             };
-            if !self.timelines.contains_key(entity) {
+            let Some(cached) = self.timelines.get(entity) else {
                 continue;
-            }
-            let entity = entity.to_string();
-            match tree {
-                Tree::Changes => {
-                    let change = self.change(decode_change(value)?);
-                    let cached = &self.timelines[&entity];
-                    let mut timeline = cached.timeline.write().expect("timeline lock");
-                    match change {
-                        Loaded::Relation(change) => timeline.insert_relation(change),
-                        Loaded::Attribute(change) => timeline.insert_attribute(change),
-                    }
+            };
+            let timeline = Arc::clone(&cached.timeline);
+            let (mention, changes) = self.record(key, value)?;
+            let mut timeline = timeline.write().expect("timeline lock");
+            timeline.insert_event(mention);
+            for change in changes {
+                match change {
+                    Loaded::Relation(change) => timeline.insert_relation(change),
+                    Loaded::Attribute(change) => timeline.insert_attribute(change),
                 }
-                Tree::EntityEvents => {
-                    let mention = self.mention(key, value)?;
-                    let cached = &self.timelines[&entity];
-                    cached
-                        .timeline
-                        .write()
-                        .expect("timeline lock")
-                        .insert_event(mention);
-                }
-                _ => {}
             }
         }
         Ok(())
     }
 
-    fn change(&mut self, record: ChangeRecord) -> Loaded {
+    /// Reads one `entity_log` record: the event and its changes.
+    fn record(&mut self, key: &[u8], value: &[u8]) -> Result<(EventMention, Vec<Loaded>)> {
+        let record = EntityRecord::decode(value)
+            .map_err(|_| Error::DataLoss("an entity_log record is damaged".into()))?;
+        let split = key.iter().position(|byte| *byte == 0).unwrap_or(0) + 1;
+        if key.len() < split + 8 {
+            return Err(Error::DataLoss("an entity_log key is damaged".into()));
+        }
+        let seq = keys::decode_seq(&key[split..]);
         let event_id: Arc<str> = Arc::from(record.event_id.as_str());
+        let mention = EventMention {
+            earliest: record.earliest,
+            latest: record.latest,
+            seq,
+            kind: self.intern(&record.kind),
+        };
+        let changes = record
+            .changes
+            .into_iter()
+            .map(|change| self.change(seq, &event_id, change))
+            .collect();
+        Ok((mention, changes))
+    }
+
+    fn change(&mut self, seq: u64, event_id: &Arc<str>, record: ChangeRecord) -> Loaded {
+        let event_id = Arc::clone(event_id);
         if record.op == Op::Set as i32 {
             Loaded::Attribute(AttributeChange {
                 key: self.intern(&record.kind),
                 value: record.value.into_boxed_str(),
                 earliest: record.earliest,
                 latest: record.latest,
-                seq: record.seq,
+                seq,
                 effect: record.effect,
                 time: record.time.into_boxed_str(),
                 event_id,
@@ -242,37 +254,18 @@ impl CacheState {
                 begins: record.op == Op::Begin as i32,
                 earliest: record.earliest,
                 latest: record.latest,
-                seq: record.seq,
+                seq,
                 effect: record.effect,
                 time: record.time.into_boxed_str(),
                 event_id,
             })
         }
     }
-
-    fn mention(&mut self, key: &[u8], value: &[u8]) -> Result<EventMention> {
-        let record = EventRecord::decode(value)
-            .map_err(|_| Error::DataLoss("an entity_events record is damaged".into()))?;
-        let split = key.iter().position(|byte| *byte == 0).unwrap_or(0) + 1;
-        if key.len() < split + 16 {
-            return Err(Error::DataLoss("an entity_events key is damaged".into()));
-        }
-        Ok(EventMention {
-            earliest: keys::decode_instant(&key[split..]),
-            latest: record.latest,
-            seq: keys::decode_seq(&key[split + 8..]),
-            kind: self.intern(&record.kind),
-        })
-    }
 }
 
 enum Loaded {
     Relation(RelationChange),
     Attribute(AttributeChange),
-}
-
-fn decode_change(value: &[u8]) -> Result<ChangeRecord> {
-    ChangeRecord::decode(value).map_err(|_| Error::DataLoss("a changes record is damaged".into()))
 }
 
 /// The entity a derived key is stored under (`entity ++ 0x00 ++ …`).
@@ -325,19 +318,22 @@ impl TimelineCache {
         let prefix = keys::entity(entity);
         let end = keys::prefix_end(&prefix);
         let mut timeline = EntityTimeline::default();
-        for (_, value) in store.scan_derived(Tree::Changes, &prefix, &end)? {
-            match state.change(decode_change(&value)?) {
-                Loaded::Relation(change) => timeline.relations.push(change),
-                Loaded::Attribute(change) => timeline.attributes.push(change),
-            }
-        }
-        for (key, value) in store.scan_derived(Tree::EntityEvents, &prefix, &end)? {
-            let mention = state.mention(&key, &value)?;
+        for (key, value) in store.scan_derived(Tree::EntityLog, &prefix, &end)? {
+            let (mention, changes) = state.record(&key, &value)?;
             timeline.max_span = timeline
                 .max_span
                 .max(mention.latest.saturating_sub(mention.earliest));
             timeline.events.push(mention);
+            for change in changes {
+                match change {
+                    Loaded::Relation(change) => timeline.relations.push(change),
+                    Loaded::Attribute(change) => timeline.attributes.push(change),
+                }
+            }
         }
+        timeline
+            .events
+            .sort_by_key(|event| (event.earliest, event.seq));
         timeline.relations.sort_by(|x, y| x.order().cmp(&y.order()));
         timeline
             .attributes

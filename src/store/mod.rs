@@ -30,10 +30,9 @@ pub struct StoredEntry {
 pub enum Tree {
     /// event id → seq
     Ids,
-    /// entity ++ 0 ++ seq ++ effect → a relation or attribute change
-    Changes,
-    /// entity ++ 0 ++ earliest ++ seq → an event naming the entity
-    EntityEvents,
+    /// entity ++ 0 ++ seq → an event naming the entity, with its changes
+    /// to the entity's relations and attributes
+    EntityLog,
     /// earliest ++ seq → every event in valid-time order
     Timeline,
     /// entity ++ 0 ++ seq ++ effect → a declaration
@@ -45,10 +44,9 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 6] = [
         Tree::Ids,
-        Tree::Changes,
-        Tree::EntityEvents,
+        Tree::EntityLog,
         Tree::Timeline,
         Tree::Declarations,
         Tree::Superseded,
@@ -58,8 +56,7 @@ impl Tree {
     pub fn name(self) -> &'static str {
         match self {
             Tree::Ids => "ids",
-            Tree::Changes => "changes",
-            Tree::EntityEvents => "entity_events",
+            Tree::EntityLog => "entity_log",
             Tree::Timeline => "timeline",
             Tree::Declarations => "declarations",
             Tree::Superseded => "superseded",
@@ -202,7 +199,7 @@ pub(crate) mod contract {
         ];
         store.append(&[entry(1, "a")], &derived).unwrap();
         assert_eq!(store.get_derived(Tree::Ids, b"a").unwrap(), Some(vec![1]));
-        assert_eq!(store.get_derived(Tree::Changes, b"a").unwrap(), None);
+        assert_eq!(store.get_derived(Tree::EntityLog, b"a").unwrap(), None);
         let all = store.scan_derived(Tree::Ids, b"", b"z").unwrap();
         assert_eq!(
             all,
