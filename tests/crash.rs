@@ -221,6 +221,19 @@ async fn check(client: &mut Client, ledger: &Ledger, cycle: usize) {
     }
 }
 
+/// `check` against a copy of the ledger (no lock held across the reads).
+async fn check_ledger(client: &mut Client, ledger: &Mutex<Ledger>, cycle: usize) {
+    let copy = {
+        let ledger = ledger.lock().unwrap();
+        Ledger {
+            acknowledged: ledger.acknowledged.clone(),
+            batches: ledger.batches.clone(),
+            unanswered: Vec::new(),
+        }
+    };
+    check(client, &copy, cycle).await;
+}
+
 fn verify_offline(dir: &Path, cycle: usize) {
     let output = Command::new(BINARY)
         .args(["verify", "--data-dir"])
@@ -288,7 +301,7 @@ async fn acknowledged_events_survive_sigkill() {
                 .await
                 .expect("connects in time")
                 .expect("connects");
-        check(&mut client, &ledger.lock().unwrap(), cycle).await;
+        check_ledger(&mut client, &ledger, cycle).await;
 
         // Re-send what got no answer: stored once, whatever happened before.
         let retries = std::mem::take(&mut ledger.lock().unwrap().unanswered);
@@ -303,14 +316,14 @@ async fn acknowledged_events_survive_sigkill() {
                 ledger.acknowledged.insert(id, entry);
             }
         }
-        check(&mut client, &ledger.lock().unwrap(), cycle).await;
+        check_ledger(&mut client, &ledger, cycle).await;
 
         // Appenders run until the kill.
         let mut appenders = Vec::new();
         for appender in 0..APPENDERS {
             let mut client = client.clone();
             let ledger = Arc::clone(&ledger);
-            let mut rng = Rng(seed ^ ((cycle * APPENDERS + appender) as u64 + 1) * 0x9E37);
+            let mut rng = Rng(seed ^ (((cycle * APPENDERS + appender) as u64 + 1) * 0x9E37));
             appenders.push(tokio::spawn(async move {
                 for sent in 0..10_000 {
                     let events = batch(&mut rng, &format!("c{cycle}-a{appender}-b{sent}"));
@@ -348,7 +361,7 @@ async fn acknowledged_events_survive_sigkill() {
 
     let running = Serve::start(dir.path());
     let mut client = Client::connect(&running.url).await.unwrap();
-    check(&mut client, &ledger.lock().unwrap(), cycles).await;
+    check_ledger(&mut client, &ledger, cycles).await;
     let acknowledged = ledger.lock().unwrap().acknowledged.len();
     println!("{acknowledged} acknowledged events survived {cycles} kills");
     assert!(

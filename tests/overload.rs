@@ -16,6 +16,10 @@ use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// These tests measure timing under load they create themselves: one at a
+/// time, so that one's flood does not starve another's probe.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Resident memory of this process (the server runs in it), in bytes.
 fn resident_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -71,10 +75,11 @@ async fn health_serving(channel: tonic::transport::Channel) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_the_limit_are_shed_and_stalled_calls_end_at_the_deadline() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const LIMIT: usize = 4;
     let server = TestServer::configured(true, |config| {
         config.limits.max_in_flight = LIMIT;
-        config.limits.deadline = Duration::from_secs(8);
+        config.limits.deadline = Duration::from_secs(20);
     })
     .await;
     let mut client = server.client().await;
@@ -96,7 +101,7 @@ async fn calls_beyond_the_limit_are_shed_and_stalled_calls_end_at_the_deadline()
             }
             Err(status) => panic!("only RESOURCE_EXHAUSTED may refuse it: {status:?}"),
             Ok(()) => {
-                assert!(start.elapsed() < Duration::from_secs(6), "never shed");
+                assert!(start.elapsed() < Duration::from_secs(15), "never shed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -128,6 +133,7 @@ async fn calls_beyond_the_limit_are_shed_and_stalled_calls_end_at_the_deadline()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_shed_quickly_and_the_server_stays_responsive() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const TASKS: usize = 64;
     const CALLS: usize = 30;
     let server = TestServer::configured(true, |config| {
@@ -232,6 +238,7 @@ async fn a_flood_is_shed_quickly_and_the_server_stays_responsive() {
 
 #[tokio::test]
 async fn subscriptions_beyond_the_cap_are_refused_until_one_closes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = TestServer::configured(true, |config| config.limits.max_subscribers = 2).await;
     let mut client = server.client().await;
     let first = timeout(WAIT, client.subscribe(1, "", ""))
@@ -281,6 +288,7 @@ async fn subscriptions_beyond_the_cap_are_refused_until_one_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_blocks_no_writer() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const EVENTS: usize = 5_000;
     const BATCH: usize = 250;
     let server = TestServer::seeded().await;
@@ -342,6 +350,7 @@ async fn a_subscriber_that_stops_reading_blocks_no_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_has_at_most_its_cap_of_streams_open() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let server = TestServer::configured(true, |config| {
         config.limits.max_streams_per_connection = 2;
         config.limits.deadline = Duration::from_secs(6);
