@@ -381,8 +381,8 @@ impl Replay {
 /// Builds a random history, then checks every index path against the
 /// replay: timelines kept up to date by the writer (queries run between
 /// appends, so some timelines are cached while later batches arrive), a
-/// reopen from the derived trees, an index caught up from a bare log, and a
-/// rebuild.
+/// reopen from the derived trees with a cache too small to keep them, an
+/// index caught up from a bare log, and a rebuild.
 fn check_history(seed: u64, events: usize, queries: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -411,7 +411,12 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     compare(&db, &replay, &mut rng, queries, seed, "live");
     db.close();
 
-    let reopened = Database::open(store.clone(), Limits::default()).unwrap();
+    // A cache of a few KiB: timelines are evicted and reloaded all the time.
+    let tiny_cache = Limits {
+        timeline_cache_bytes: 4096,
+        ..Limits::default()
+    };
+    let reopened = Database::open(store.clone(), tiny_cache).unwrap();
     compare(
         &reopened,
         &replay,

@@ -35,7 +35,22 @@ pub struct RelationChange {
     pub event_id: Arc<str>,
 }
 
+/// Heap bytes of a string held alone (allocator overhead included, roughly).
+fn owned(text: &str) -> usize {
+    text.len().next_multiple_of(16) + 16
+}
+
+/// Heap bytes of an event id (shared by the changes of one record; counted
+/// in full for each, an overestimate on purpose: the budget must hold).
+fn event_id_bytes(event_id: &str) -> usize {
+    owned(event_id) + 16
+}
+
 impl RelationChange {
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + owned(&self.time) + event_id_bytes(&self.event_id)
+    }
+
     /// Sort order: the relation, then (earliest, seq, effect).
     fn order(&self) -> (&str, &str, &str, bool, Instant, u64, u32) {
         (
@@ -73,6 +88,13 @@ pub struct AttributeChange {
 }
 
 impl AttributeChange {
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + owned(&self.time)
+            + owned(&self.value)
+            + event_id_bytes(&self.event_id)
+    }
+
     fn order(&self) -> (&str, Instant, u64, u32) {
         (&self.key, self.earliest, self.seq, self.effect)
     }
@@ -146,12 +168,9 @@ impl EntityTimeline {
 
     /// A rough count of the bytes the timeline holds, for the cache budget.
     fn bytes(&self) -> usize {
-        let relation = std::mem::size_of::<RelationChange>() + 16;
-        let attribute = std::mem::size_of::<AttributeChange>() + 24;
-        let event = std::mem::size_of::<EventMention>();
-        64 + self.relations.len() * relation
-            + self.attributes.len() * attribute
-            + self.events.len() * event
+        let relations: usize = self.relations.iter().map(RelationChange::bytes).sum();
+        let attributes: usize = self.attributes.iter().map(AttributeChange::bytes).sum();
+        64 + relations + attributes + self.events.len() * std::mem::size_of::<EventMention>()
     }
 }
 
@@ -195,14 +214,27 @@ impl CacheState {
                 continue;
             };
             let timeline = Arc::clone(&cached.timeline);
+            let entity = entity.to_string();
             let (mention, changes) = self.record(key, value)?;
+            let mut added = std::mem::size_of::<EventMention>();
             let mut timeline = timeline.write().expect("timeline lock");
             timeline.insert_event(mention);
             for change in changes {
                 match change {
-                    Loaded::Relation(change) => timeline.insert_relation(change),
-                    Loaded::Attribute(change) => timeline.insert_attribute(change),
+                    Loaded::Relation(change) => {
+                        added += change.bytes();
+                        timeline.insert_relation(change);
+                    }
+                    Loaded::Attribute(change) => {
+                        added += change.bytes();
+                        timeline.insert_attribute(change);
+                    }
                 }
+            }
+            drop(timeline);
+            self.bytes += added;
+            if let Some(cached) = self.timelines.get_mut(&entity) {
+                cached.bytes += added;
             }
         }
         Ok(())
