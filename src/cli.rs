@@ -49,7 +49,7 @@ enum Command {
         #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
         cache_mb: u64,
         /// Entity timelines kept in memory by the index, in MiB.
-        #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 512)]
+        #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 1024)]
         timeline_cache_mb: usize,
         #[command(flatten)]
         trust: TrustArgs,

@@ -35,7 +35,7 @@ impl Default for Limits {
         Limits {
             max_batch_events: 10_000,
             max_event_bytes: 64 * 1024,
-            timeline_cache_bytes: 512 * 1024 * 1024,
+            timeline_cache_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -98,7 +98,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./annals-data"),
             seed: true,
             cache_bytes: 256 * 1024 * 1024,
-            timeline_cache_bytes: 512 * 1024 * 1024,
+            timeline_cache_bytes: 1024 * 1024 * 1024,
             auth: None,
             reflection_requires_auth: false,
             insecure: false,
