@@ -47,27 +47,12 @@ impl fmt::Debug for ClientOptions {
 /// Why `Client::connect_with` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{}", chain(.0))]
+    #[error("{}", crate::error::chain(.0))]
     Transport(#[from] tonic::transport::Error),
     #[error("the token cannot be sent as gRPC metadata: use printable ASCII without spaces")]
     Token,
     #[error("{0} cannot use TLS: give an https:// address with a CA certificate")]
     Scheme(String),
-}
-
-/// An error with its sources: a transport error's detail (a refused
-/// certificate, say) is in them.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(&format!(": {cause_text}"));
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Adds the bearer token, if any, to every call. The value is marked

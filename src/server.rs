@@ -233,25 +233,14 @@ fn http_server(config: &Config) -> Result<tonic::transport::Server> {
         builder = builder.tls_config(tls_config).map_err(|error| {
             crate::Error::invalid(
                 "tls",
-                format!("the certificate or key is unusable: {}", chain(&error)),
+                format!(
+                    "the certificate or key is unusable: {}",
+                    crate::error::chain(&error)
+                ),
             )
         })?;
     }
     Ok(builder)
-}
-
-/// An error with its sources, which is where TLS puts the detail.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(&format!(": {cause_text}"));
-        }
-        source = cause.source();
-    }
-    text
 }
 
 async fn routes(

@@ -122,47 +122,50 @@ fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
     Arc::ptr_eq(left, right) || left == right
 }
 
+/// Inserts `item` at its place in `items` (sorted by `order`), unless an
+/// item of the same order is there already: the writer may fold in a record
+/// that a load has just read.
+fn insert_once<T, K: Ord>(items: &mut Vec<T>, item: T, order: impl Fn(&T) -> K) -> bool {
+    let key = order(&item);
+    let position = items.partition_point(|existing| order(existing) < key);
+    let present = items
+        .get(position)
+        .is_some_and(|existing| order(existing) == key);
+    if !present {
+        items.insert(position, item);
+    }
+    !present
+}
+
 impl EntityTimeline {
     fn insert_relation(&mut self, change: RelationChange) {
-        let position = self
-            .relations
-            .partition_point(|existing| existing.order() < change.order());
-        let duplicate = self
-            .relations
-            .get(position)
-            .is_some_and(|existing| existing.order() == change.order());
-        if !duplicate {
-            self.relations.insert(position, change);
-        }
+        insert_once(&mut self.relations, change, |existing| {
+            let (kind, a, b, directed, earliest, seq, effect) = existing.order();
+            (
+                kind.to_string(),
+                a.to_string(),
+                b.to_string(),
+                directed,
+                earliest,
+                seq,
+                effect,
+            )
+        });
     }
 
     fn insert_attribute(&mut self, change: AttributeChange) {
-        let position = self
-            .attributes
-            .partition_point(|existing| existing.order() < change.order());
-        let duplicate = self
-            .attributes
-            .get(position)
-            .is_some_and(|existing| existing.order() == change.order());
-        if !duplicate {
-            self.attributes.insert(position, change);
-        }
+        insert_once(&mut self.attributes, change, |existing| {
+            let (key, earliest, seq, effect) = existing.order();
+            (key.to_string(), earliest, seq, effect)
+        });
     }
 
     fn insert_event(&mut self, mention: EventMention) {
-        let order = (mention.earliest, mention.seq);
-        let position = self
-            .events
-            .partition_point(|existing| (existing.earliest, existing.seq) < order);
-        let duplicate = self
-            .events
-            .get(position)
-            .is_some_and(|existing| (existing.earliest, existing.seq) == order);
-        if !duplicate {
-            self.max_span = self
-                .max_span
-                .max(mention.latest.saturating_sub(mention.earliest));
-            self.events.insert(position, mention);
+        let span = mention.latest.saturating_sub(mention.earliest);
+        if insert_once(&mut self.events, mention, |existing| {
+            (existing.earliest, existing.seq)
+        }) {
+            self.max_span = self.max_span.max(span);
         }
     }
 

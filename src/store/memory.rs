@@ -60,6 +60,13 @@ impl LogStore for MemoryStore {
         super::consecutive(from, entries)
     }
 
+    fn get(&self, seq: u64) -> Result<Option<StoredEntry>> {
+        let log = self.log.read().expect("log lock poisoned");
+        log.get(&seq)
+            .map(|value| decode_entry(&seq_key(seq), value))
+            .transpose()
+    }
+
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let derived = self.derived.read().expect("index lock poisoned");
         Ok(derived.get(&tree).and_then(|tree| tree.get(key)).cloned())

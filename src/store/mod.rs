@@ -108,14 +108,9 @@ pub trait LogStore: Send + Sync + 'static {
     /// never a wrong answer. Empty when `from` is past the end.
     fn read(&self, from: u64, limit: usize) -> Result<Vec<StoredEntry>>;
 
-    /// One entry by seq.
-    fn get(&self, seq: u64) -> Result<Option<StoredEntry>> {
-        Ok(self
-            .read(seq, 1)?
-            .into_iter()
-            .next()
-            .filter(|entry| entry.seq == seq))
-    }
+    /// One entry by seq (`None` when there is none); a damaged entry is
+    /// `Error::DataLoss`.
+    fn get(&self, seq: u64) -> Result<Option<StoredEntry>>;
 
     /// One value of a derived tree.
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;

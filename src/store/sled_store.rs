@@ -111,6 +111,15 @@ impl LogStore for SledStore {
         self.sync_files()
     }
 
+    /// A point lookup: much cheaper in sled than a one-entry range scan.
+    fn get(&self, seq: u64) -> Result<Option<StoredEntry>> {
+        let key = seq_key(seq);
+        match self.log.get(key)? {
+            Some(value) => decode_entry(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn last_seq(&self) -> Result<u64> {
         match self.log.last()? {
             Some((key, _)) => <[u8; 8]>::try_from(key.as_ref())

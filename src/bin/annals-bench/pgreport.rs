@@ -39,8 +39,13 @@ pub struct Options<'a> {
 pub fn run(options: &Options) -> Res<()> {
     let text = std::fs::read_to_string(options.tsv)?;
     let mut sizes: BTreeMap<(String, u64), Size> = BTreeMap::new();
+    // Variants in the order they were measured.
+    let mut variant_order: Vec<String> = Vec::new();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
+        if fields.len() > 1 && !variant_order.iter().any(|v| v == fields[1]) {
+            variant_order.push(fields[1].to_string());
+        }
         match fields[0] {
             // load variant n seconds bytes reopen_seconds checked
             "load" => {
@@ -87,6 +92,7 @@ pub fn run(options: &Options) -> Res<()> {
     }
 
     let mut variants: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let variant_order: Vec<Value> = variant_order.into_iter().map(Value::from).collect();
     for ((variant, n), size) in &sizes {
         let mut queries = Vec::new();
         let mut appends = Vec::new();
@@ -128,6 +134,7 @@ pub fn run(options: &Options) -> Res<()> {
         "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "machine": report::machine(),
         "settings": { "seconds": options.seconds, "rounds": options.rounds },
+        "variant_order": variant_order,
         "variants": variants,
     });
     let annals: Option<Value> = match options.annals {
@@ -166,9 +173,13 @@ fn markdown(result: &Value, annals: Option<&Value>) -> String {
         result["settings"]["rounds"],
         result["command"].as_str().unwrap_or("?"),
     );
-    let empty = serde_json::Map::new();
-    for (variant, sizes) in result["variants"].as_object().unwrap_or(&empty) {
-        let sizes = sizes.as_array().cloned().unwrap_or_default();
+    let empty = Vec::new();
+    for variant in result["variant_order"].as_array().unwrap_or(&empty) {
+        let variant = variant.as_str().unwrap_or("?");
+        let sizes = result["variants"][variant]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         out.push_str(&format!("\n### PostgreSQL, {variant} indexes\n\n"));
         out.push_str(&report::summary_table(&sizes));
         out.push_str(
