@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, env = "ANNALS_NO_SEED")]
         no_seed: bool,
         /// sled page cache, in MiB.
-        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
+        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 1024)]
         cache_mb: u64,
         /// Entity timelines kept in memory by the index, in MiB.
         #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 1024)]

@@ -97,7 +97,7 @@ impl Default for Config {
             listen: "127.0.0.1:50051".parse().expect("a socket address"),
             data_dir: PathBuf::from("./annals-data"),
             seed: true,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: 1024 * 1024 * 1024,
             timeline_cache_bytes: 1024 * 1024 * 1024,
             auth: None,
             reflection_requires_auth: false,
