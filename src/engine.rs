@@ -287,15 +287,6 @@ impl Database {
         Ok(())
     }
 
-    /// Bytes of entity timelines held in memory.
-    pub fn cached_bytes(&self) -> usize {
-        self.shared.timelines.bytes()
-    }
-
-    pub fn size_on_disk(&self) -> u64 {
-        self.shared.store.size_on_disk()
-    }
-
     /// Stops taking appends, lets the writer finish what it has, and waits
     /// for it. Appends after this answer `Unavailable`.
     pub fn close(&self) {

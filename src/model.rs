@@ -79,15 +79,6 @@ impl RelationKey {
     pub fn involves(&self, entity: &str) -> bool {
         self.a == entity || self.b == entity
     }
-
-    /// The other end of the relation, seen from `entity`.
-    pub fn counterpart(&self, entity: &str) -> &str {
-        if self.a == entity {
-            &self.b
-        } else {
-            &self.a
-        }
-    }
 }
 
 impl Event {

@@ -55,10 +55,6 @@ impl<'a> Snapshot<'a> {
         }
     }
 
-    pub fn as_of(&self) -> u64 {
-        self.as_of
-    }
-
     /// Is the entry with this seq part of what was known at S, and not
     /// withdrawn by then?
     fn in_force(&self, seq: u64) -> bool {

@@ -336,11 +336,6 @@ impl TimelineCache {
         state.bytes = 0;
     }
 
-    /// Bytes the cached timelines hold (roughly).
-    pub fn bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
     /// The timeline of `entity`, loaded from the store if not cached.
     pub fn get(&self, store: &dyn LogStore, entity: &str) -> Result<Arc<RwLock<EntityTimeline>>> {
         let mut state = self.lock();

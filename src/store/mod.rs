@@ -123,11 +123,6 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Empties every derived tree.
     fn clear_derived(&self) -> Result<()>;
-
-    /// Bytes the store occupies on disk (0 in memory).
-    fn size_on_disk(&self) -> u64 {
-        0
-    }
 }
 
 #[cfg(test)]

@@ -183,10 +183,6 @@ impl LogStore for SledStore {
         }
         Ok(())
     }
-
-    fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
 
 impl Drop for SledStore {
