@@ -396,3 +396,69 @@ impl TimelineCache {
         Ok(shared)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// An `entity_log` record of an event naming `entity`, with one change.
+    fn record(entity: &str, seq: u64) -> Write {
+        let value = EntityRecord {
+            earliest: seq as i64 * 1_000_000,
+            latest: seq as i64 * 1_000_000,
+            kind: "meeting".into(),
+            event_id: format!("event-{seq:06}"),
+            changes: vec![ChangeRecord {
+                effect: 0,
+                earliest: seq as i64 * 1_000_000,
+                latest: seq as i64 * 1_000_000,
+                time: "1970-01-01".into(),
+                op: Op::Set as i32,
+                kind: "status".into(),
+                value: format!("value-{seq}"),
+                ..Default::default()
+            }],
+        };
+        (
+            Tree::EntityLog,
+            keys::entity_seq(entity, seq),
+            value.encode_to_vec(),
+        )
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget_and_reloads_what_it_dropped() {
+        let store = MemoryStore::new();
+        let entities: Vec<String> = (0..40).map(|i| format!("entity-{i}")).collect();
+        let writes: Vec<Write> = entities
+            .iter()
+            .enumerate()
+            .flat_map(|(i, entity)| (0..50).map(move |n| record(entity, (i * 50 + n + 1) as u64)))
+            .collect();
+        store.write_derived(&writes).unwrap();
+
+        let one = {
+            let cache = TimelineCache::new(usize::MAX);
+            cache.get(&store, "entity-0").unwrap();
+            let bytes = cache.lock().bytes;
+            bytes
+        };
+        let budget = one * 5;
+        let cache = TimelineCache::new(budget);
+        for entity in &entities {
+            let timeline = cache.get(&store, entity).unwrap();
+            assert_eq!(timeline.read().unwrap().events.len(), 50);
+            let state = cache.lock();
+            assert!(
+                state.bytes <= budget + one,
+                "{} bytes cached, budget {budget}",
+                state.bytes
+            );
+            assert!(state.timelines.len() <= 6);
+        }
+        // The first one was dropped long ago and comes back whole.
+        let again = cache.get(&store, "entity-0").unwrap();
+        assert_eq!(again.read().unwrap().attributes.len(), 50);
+    }
+}
