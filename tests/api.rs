@@ -7,7 +7,9 @@ mod common;
 
 use annals::client::{Client, EventQuery, TimelineServiceClient};
 use annals::proto;
-use common::{at, begin, declare, end, event, set, two_countries, TestServer};
+use common::{
+    at, begin, declare, end, event, get_by_seq, last_seq, set, two_countries, TestServer,
+};
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 use tokio::time::timeout;
@@ -75,14 +77,6 @@ fn directed_begin(a: &str, b: &str, kind: &str) -> proto::Effect {
     }))
 }
 
-async fn last_seq(client: &mut Client) -> u64 {
-    client
-        .read_log(0, 1, false)
-        .await
-        .expect("ReadLog answers")
-        .last_seq
-}
-
 /// The whole log, following `next_seq`.
 async fn read_all(client: &mut Client) -> Vec<proto::LogEntry> {
     let mut entries = Vec::new();
@@ -104,19 +98,6 @@ async fn read_all(client: &mut Client) -> Vec<proto::LogEntry> {
 
 async fn get_by_id(client: &mut Client, id: &str) -> Result<proto::LogEntry, tonic::Status> {
     client.event(id).await
-}
-
-async fn get_by_seq(client: &mut Client, seq: u64) -> Result<proto::LogEntry, tonic::Status> {
-    let request = proto::GetEventRequest {
-        selector: Some(proto::get_event_request::Selector::Seq(seq)),
-    };
-    Ok(client
-        .raw()
-        .get_event(request)
-        .await?
-        .into_inner()
-        .entry
-        .expect("GetEvent answers with an entry"))
 }
 
 /// The next entry of a subscription, within `WAIT`.

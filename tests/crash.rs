@@ -9,16 +9,17 @@
 //! 50 kills by default; `ANNALS_CRASH_CYCLES=500 cargo test --test crash`
 //! soaks longer.
 
+mod common;
+
 use annals::client::Client;
 use annals::proto;
+use common::{declarations, ServeProcess as Serve, BINARY};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_annals");
 const ENTITIES: [&str; 4] = ["crash-a", "crash-b", "crash-c", "crash-d"];
 const APPENDERS: usize = 4;
 
@@ -32,59 +33,6 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         (z ^ (z >> 31)) % bound
-    }
-}
-
-/// A server process, SIGKILLed on drop if still running.
-struct Serve {
-    child: Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Serve {
-        let mut child = Command::new(BINARY)
-            .args([
-                "serve",
-                "--no-seed",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("ANNALS_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("annals serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("annals listening on ") {
-                    let _ = sender.send(address.to_string());
-                }
-            }
-        });
-        let address = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server says where it listens");
-        Serve {
-            child,
-            url: format!("http://{address}"),
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -263,29 +211,9 @@ async fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
-    let serve = Serve::start(dir.path());
-    let mut client = Client::connect(&serve.url).await.unwrap();
-    let declarations = proto::Event {
-        id: "crash-entities".into(),
-        kind: "declaration".into(),
-        occurred: Some(proto::TimeSpan {
-            start: "1900".into(),
-            end: String::new(),
-        }),
-        effects: ENTITIES
-            .iter()
-            .map(|id| proto::Effect {
-                at: String::new(),
-                change: Some(proto::effect::Change::Declare(proto::Declare {
-                    id: id.to_string(),
-                    name: id.to_uppercase(),
-                    r#type: proto::EntityType::Country as i32,
-                    aliases: vec![],
-                })),
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let serve = Serve::start(dir.path(), &["--no-seed"]);
+    let mut client = Client::connect(&serve.url()).await.unwrap();
+    let declarations = declarations("crash-entities", &ENTITIES);
     let response = client.append(vec![declarations], None).await.unwrap();
     ledger
         .lock()
@@ -295,9 +223,11 @@ async fn acknowledged_events_survive_sigkill() {
     let mut serve = Some(serve);
 
     for cycle in 0..cycles {
-        let running = serve.take().unwrap_or_else(|| Serve::start(dir.path()));
+        let running = serve
+            .take()
+            .unwrap_or_else(|| Serve::start(dir.path(), &["--no-seed"]));
         let mut client =
-            tokio::time::timeout(Duration::from_secs(30), Client::connect(&running.url))
+            tokio::time::timeout(Duration::from_secs(30), Client::connect(&running.url()))
                 .await
                 .expect("connects in time")
                 .expect("connects");
@@ -359,8 +289,8 @@ async fn acknowledged_events_survive_sigkill() {
         verify_offline(dir.path(), cycle);
     }
 
-    let running = Serve::start(dir.path());
-    let mut client = Client::connect(&running.url).await.unwrap();
+    let running = Serve::start(dir.path(), &["--no-seed"]);
+    let mut client = Client::connect(&running.url()).await.unwrap();
     check_ledger(&mut client, &ledger, cycles).await;
     let acknowledged = ledger.lock().unwrap().acknowledged.len();
     println!("{acknowledged} acknowledged events survived {cycles} kills");

@@ -7,7 +7,7 @@ mod common;
 use annals::client::{Client, EventQuery, TimelineServiceClient};
 use annals::proto;
 use annals::server::{Config, Server};
-use common::{begin, event, set, two_countries, TestServer};
+use common::{begin, event, get_by_seq, last_seq, set, two_countries, TestServer};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -17,14 +17,6 @@ use tonic_types::StatusExt;
 const WAIT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------- helpers
-
-async fn last_seq(client: &mut Client) -> u64 {
-    client
-        .read_log(0, 1, false)
-        .await
-        .expect("ReadLog answers")
-        .last_seq
-}
 
 /// A server with `aland` and `borduria` declared (seq 1) and one more
 /// event `x` (seq 2) that begins their alliance.
@@ -108,19 +100,6 @@ async fn assert_unchanged_and_serving(client: &mut Client, before: u64, probe: &
         .await
         .expect("still takes appends");
     assert_eq!(response.entries[0].seq, before + 1);
-}
-
-async fn get_by_seq(client: &mut Client, seq: u64) -> Result<proto::LogEntry, Status> {
-    let request = proto::GetEventRequest {
-        selector: Some(proto::get_event_request::Selector::Seq(seq)),
-    };
-    Ok(client
-        .raw()
-        .get_event(request)
-        .await?
-        .into_inner()
-        .entry
-        .expect("an entry"))
 }
 
 // ------------------------------------------------------- INVALID_ARGUMENT

@@ -6,6 +6,8 @@
 //! question, with none of the index's structure: any faster query path
 //! must keep agreeing with it.
 
+mod common;
+
 use annals::engine::{Database, Limits};
 use annals::model::{Change as EffectChange, Event};
 use annals::proto;
@@ -97,27 +99,7 @@ impl Rng {
 /// A random history: a declaration batch, then batches of 1–4 events,
 /// some of them corrections or retractions of earlier events.
 fn history(rng: &mut Rng, events: usize) -> Vec<Vec<proto::Event>> {
-    let declarations = proto::Event {
-        id: "declarations".into(),
-        kind: "declaration".into(),
-        occurred: Some(proto::TimeSpan {
-            start: "1900".into(),
-            end: String::new(),
-        }),
-        effects: ENTITIES
-            .iter()
-            .map(|id| proto::Effect {
-                at: String::new(),
-                change: Some(proto::effect::Change::Declare(proto::Declare {
-                    id: id.to_string(),
-                    name: id.to_uppercase(),
-                    r#type: proto::EntityType::Country as i32,
-                    aliases: vec![],
-                })),
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let declarations = common::declarations("declarations", &ENTITIES);
     let mut batches = vec![vec![declarations]];
     let mut correctable: Vec<String> = Vec::new();
     let mut made = 0;

@@ -1,146 +1,95 @@
 //! The `annals` binary as a user runs it: `serve` in one process, the
 //! client subcommands in others, SIGTERM to stop, and a restart.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_annals");
+use common::{ServeProcess as Serve, BINARY};
+use std::process::Command;
 
-/// A `annals serve` process; killed on drop if the test did not stop it.
-struct Serve {
-    child: Child,
-    address: String,
-}
-
-impl Serve {
-    fn start(data_dir: &Path) -> Serve {
-        let mut child = Command::new(BINARY)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("ANNALS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("annals serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("annals listening on ") {
-                    let _ = sender.send(address.to_string());
-                }
-            }
-        });
-        let address = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server says where it listens");
-        Serve { child, address }
-    }
-
-    /// Runs a client subcommand against this server; returns stdout.
-    fn run(&self, args: &[&str]) -> String {
-        let output = Command::new(BINARY)
-            .args(args)
-            .args(["--server", &self.address])
-            .output()
-            .expect("the client runs");
-        assert!(
-            output.status.success(),
-            "annals {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    /// SIGTERM, then the exit status (within a deadline).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Runs a client subcommand against `serve`; returns its stdout.
+fn run(serve: &Serve, args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .args(args)
+        .args(["--server", &serve.address])
+        .output()
+        .expect("the client runs");
+    assert!(
+        output.status.success(),
+        "annals {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn last_seq(serve: &Serve) -> u64 {
     let log: serde_json::Value =
-        serde_json::from_str(&serve.run(&["log", "--limit", "1", "--json"])).unwrap();
+        serde_json::from_str(&run(serve, &["log", "--limit", "1", "--json"])).unwrap();
     log["last_seq"].as_str().unwrap().parse().unwrap()
 }
 
 #[test]
 fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::start(dir.path(), &[]);
 
-    let relations = serve.run(&["relations", "north-korea", "--at", "1951-06-01"]);
+    let relations = run(&serve, &["relations", "north-korea", "--at", "1951-06-01"]);
     assert!(
         relations.starts_with("RELATION"),
         "an aligned table: {relations}"
     );
     assert!(relations.contains("co_belligerent") && relations.contains("china -- north-korea"));
 
-    let entity = serve.run(&["entity", "DPRK", "--at", "2021-01-01"]);
+    let entity = run(&serve, &["entity", "DPRK", "--at", "2021-01-01"]);
     assert!(
         entity.contains("border_status") && entity.contains("closed"),
         "{entity}"
     );
 
-    let history = serve.run(&["history", "china", "north-korea"]);
+    let history = run(&serve, &["history", "china", "north-korea"]);
     assert!(
         history.contains("co_belligerent") && history.contains("1953-07-27"),
         "{history}"
     );
 
-    let events = serve.run(&[
-        "events",
-        "--entity",
-        "kim-jong-un",
-        "--from",
-        "2023-09",
-        "--to",
-        "2023-09",
-    ]);
+    let events = run(
+        &serve,
+        &[
+            "events",
+            "--entity",
+            "kim-jong-un",
+            "--from",
+            "2023-09",
+            "--to",
+            "2023-09",
+        ],
+    );
     assert!(
         events.contains("summit") && events.contains("2023-09-13"),
         "{events}"
     );
 
-    let diff = serve.run(&[
-        "diff",
-        "--entity",
-        "north-korea",
-        "--from",
-        "2019-12-31",
-        "--to",
-        "2021-01-01",
-    ]);
+    let diff = run(
+        &serve,
+        &[
+            "diff",
+            "--entity",
+            "north-korea",
+            "--from",
+            "2019-12-31",
+            "--to",
+            "2021-01-01",
+        ],
+    );
     assert!(
         diff.contains("north-korea.border_status = closed") && diff.contains("2020-01-22"),
         "{diff}"
     );
 
-    let json: serde_json::Value =
-        serde_json::from_str(&serve.run(&["relations", "china", "--at", "1962-01-01", "--json"]))
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&run(
+        &serve,
+        &["relations", "china", "--at", "1962-01-01", "--json"],
+    ))
+    .unwrap();
     let kinds: Vec<&str> = json["relations"]
         .as_array()
         .unwrap()
@@ -151,7 +100,7 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
 
     let seeded = last_seq(&serve);
     assert!(seeded > 0);
-    let log = serve.run(&["log", "--limit", "3"]);
+    let log = run(&serve, &["log", "--limit", "3"]);
     assert_eq!(
         log.lines().count(),
         1 + 3 + 1,
@@ -170,13 +119,13 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
         ),
     )
     .unwrap();
-    let appended = serve.run(&["append", file.to_str().unwrap()]);
+    let appended = run(&serve, &["append", file.to_str().unwrap()]);
     assert!(appended.contains("appended 2 events"), "{appended}");
     assert_eq!(last_seq(&serve), seeded + 2);
     let from = (seeded + 1).to_string();
-    let tail = serve.run(&["tail", "--from", &from, "--count", "2"]);
+    let tail = run(&serve, &["tail", "--from", &from, "--count", "2"]);
     assert!(tail.contains("cli-1") && tail.contains("cli-2"), "{tail}");
-    let possible = serve.run(&["relations", "mongolia", "--at", "2024-06-15"]);
+    let possible = run(&serve, &["relations", "mongolia", "--at", "2024-06-15"]);
     assert!(
         possible.contains("possible"),
         "a change dated 2024-06 is not certain mid-month: {possible}"
@@ -188,7 +137,7 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
         "SIGTERM drains and exits 0, not {status:?}"
     );
 
-    let serve = Serve::start(dir.path());
+    let serve = Serve::start(dir.path(), &[]);
     assert_eq!(
         last_seq(&serve),
         seeded + 2,
@@ -200,7 +149,7 @@ fn serve_answers_the_cli_then_stops_on_sigterm_and_restarts_without_reseeding() 
 #[test]
 fn a_bad_request_prints_the_reason_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path());
+    let serve = Serve::start(dir.path(), &[]);
     let output = Command::new(BINARY)
         .args(["entity", "atlantis", "--server", &serve.address])
         .output()

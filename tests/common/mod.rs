@@ -152,3 +152,121 @@ pub fn two_countries(id: &str) -> proto::Event {
         ],
     )
 }
+
+/// The last seq of the log, as ReadLog reports it.
+pub async fn last_seq(client: &mut Client) -> u64 {
+    client
+        .read_log(0, 1, false)
+        .await
+        .expect("ReadLog answers")
+        .last_seq
+}
+
+/// GetEvent by seq.
+pub async fn get_by_seq(client: &mut Client, seq: u64) -> Result<proto::LogEntry, tonic::Status> {
+    let request = proto::GetEventRequest {
+        selector: Some(proto::get_event_request::Selector::Seq(seq)),
+    };
+    Ok(client
+        .raw()
+        .get_event(request)
+        .await?
+        .into_inner()
+        .entry
+        .expect("GetEvent answers with an entry"))
+}
+
+/// One event, dated 1900, declaring each of `entities` as a country.
+pub fn declarations(id: &str, entities: &[&str]) -> proto::Event {
+    let effects = entities
+        .iter()
+        .map(|entity| {
+            declare(
+                entity,
+                &entity.to_uppercase(),
+                proto::EntityType::Country,
+                &[],
+            )
+        })
+        .collect();
+    event(id, "declaration", "1900", effects)
+}
+
+/// The `annals` binary cargo built for these tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_annals");
+
+/// An `annals serve` process on a free loopback port; killed on drop if
+/// the test did not stop it.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl ServeProcess {
+    /// Starts `annals serve --listen 127.0.0.1:0 --data-dir DIR` plus
+    /// `extra` arguments, and waits until it says where it listens.
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("ANNALS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("annals serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("annals listening on ") {
+                    let _ = sender.send(address.to_string());
+                }
+            }
+        });
+        let address = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server says where it listens");
+        ServeProcess { child, address }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// SIGKILL: no chance to flush or drain.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status (within a deadline).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
