@@ -2949,3 +2949,29 @@ async fn answers_survive_a_restart() {
     drop(client);
     timeout(WAIT, server.shutdown()).await.unwrap().unwrap();
 }
+
+/// A response that takes several TCP segments must not wait for the
+/// client's delayed ACK (Nagle's algorithm on the server's socket costs
+/// ~40 ms a call): the server sets TCP_NODELAY on every accepted connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_segment_responses_do_not_wait_for_delayed_acks() {
+    let server = TestServer::seeded().await;
+    let mut client = server.client().await;
+    let first = client.read_log(1, 1000, false).await.unwrap();
+    let bytes = prost::Message::encoded_len(&first);
+    assert!(
+        bytes > 16 * 1024,
+        "a response of several segments: {bytes} bytes"
+    );
+    const CALLS: u32 = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..CALLS {
+        client.read_log(1, 1000, false).await.unwrap();
+    }
+    let per_call = started.elapsed() / CALLS;
+    assert!(
+        per_call < Duration::from_millis(25),
+        "{per_call:?} a call: responses are waiting for delayed ACKs"
+    );
+    server.stop().await;
+}
