@@ -296,6 +296,9 @@ impl Database {
                 tracing::error!("the writer thread panicked");
             }
         }
+        if let Err(error) = self.shared.store.checkpoint() {
+            tracing::error!(%error, "writing out the index failed; the next open catches it up from the log");
+        }
     }
 }
 

@@ -82,10 +82,13 @@ pub fn verify(dir: &Path) -> Result<Report> {
         }
     }
     report.entries = good.len() as u64;
-    report.indexed_seq = store
-        .get_derived(Tree::Meta, META_INDEXED_SEQ)?
-        .map(|value| keys::decode_seq(&value))
-        .unwrap_or(0);
+    report.indexed_seq = match store.get_derived(Tree::Meta, META_INDEXED_SEQ) {
+        Ok(value) => value.map(|value| keys::decode_seq(&value)).unwrap_or(0),
+        Err(error) => {
+            report.fault(format!("meta: {error}"));
+            0
+        }
+    };
     if report.indexed_seq > last {
         report.fault(format!(
             "the index claims seq {} but the log ends at {last}",
@@ -113,7 +116,13 @@ pub fn verify(dir: &Path) -> Result<Report> {
     // there, and every key it holds is one a rebuild would write (up to the
     // end of the log: entries past the indexed seq may be half-indexed).
     for tree in Tree::ALL {
-        let actual = as_map(store.scan_derived(tree, &[], END_OF_KEYS)?);
+        let actual = match store.scan_derived(tree, &[], END_OF_KEYS) {
+            Ok(pairs) => as_map(pairs),
+            Err(error) => {
+                report.fault(format!("{}: {error}", tree.name()));
+                continue;
+            }
+        };
         let required = as_map(through_index.scan_derived(tree, &[], END_OF_KEYS)?);
         let allowed = as_map(through_log.scan_derived(tree, &[], END_OF_KEYS)?);
         let acceptable = |key: &Vec<u8>, value: &Vec<u8>| {
@@ -172,7 +181,7 @@ fn printable(key: &[u8]) -> String {
 pub fn rebuild_indexes(dir: &Path) -> Result<u64> {
     let store = open(dir)?;
     let index = Index::rebuild(&store)?;
-    store.sync()?;
+    store.checkpoint()?;
     Ok(index.last_seq())
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use annals::client::{Client, EventQuery};
 use annals::proto;
+use annals::store::{LogStore, SledStore, Tree, Write};
 use common::{at, begin, end, event, set, TestServer};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -87,15 +88,28 @@ async fn populated_store() -> tempfile::TempDir {
     dir
 }
 
-/// Overwrites one value of a sled tree of a stopped store.
-fn damage(dir: &Path, tree: &str, key: &[u8], value: Option<&[u8]>) {
-    let db = sled::open(dir).unwrap();
-    let tree = db.open_tree(tree).unwrap();
-    match value {
-        Some(value) => tree.insert(key, value).unwrap(),
-        None => tree.remove(key).unwrap(),
-    };
-    db.flush().unwrap();
+/// Writes wrong values into the derived trees of a stopped store, as a bug
+/// in the indexing code would.
+fn mislead(dir: &Path, writes: &[Write]) {
+    let store = SledStore::open(dir, 8 << 20).unwrap();
+    store.write_derived(writes).unwrap();
+    store.checkpoint().unwrap();
+}
+
+/// Flips one byte in the middle of every index run file of a stopped store.
+fn damage_runs(dir: &Path) -> usize {
+    let mut damaged = 0;
+    for item in std::fs::read_dir(dir.join("index")).unwrap() {
+        let path = item.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "idx") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 3;
+            bytes[middle] ^= 0x20;
+            std::fs::write(&path, bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    damaged
 }
 
 #[tokio::test]
@@ -157,14 +171,22 @@ async fn a_damaged_log_entry_is_reported_and_read_as_data_loss() {
 }
 
 #[tokio::test]
-async fn damaged_indexes_are_reported_and_rebuilt_from_the_log() {
+async fn wrong_indexes_are_reported_and_rebuilt_from_the_log() {
     let dir = populated_store().await;
-    damage(dir.path(), "ids", b"article-007", None);
-    damage(
+    mislead(
         dir.path(),
-        "superseded",
-        &999u64.to_be_bytes(),
-        Some(&1u64.to_be_bytes()),
+        &[
+            (
+                Tree::Ids,
+                b"article-007".to_vec(),
+                3u64.to_be_bytes().to_vec(),
+            ),
+            (
+                Tree::Superseded,
+                999u64.to_be_bytes().to_vec(),
+                1u64.to_be_bytes().to_vec(),
+            ),
+        ],
     );
     let output = verify(dir.path());
     assert!(
@@ -178,14 +200,31 @@ async fn damaged_indexes_are_reported_and_rebuilt_from_the_log() {
         "{report}"
     );
     assert!(report.contains("superseded"), "{report}");
+    rebuild_and_verify(dir.path());
+}
 
-    let output = annals(&[
-        "rebuild-indexes",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
+#[tokio::test]
+async fn damaged_index_runs_are_reported_and_rebuilt_from_the_log() {
+    let dir = populated_store().await;
+    assert!(
+        damage_runs(dir.path()) > 0,
+        "a clean stop writes the index out"
+    );
     let output = verify(dir.path());
+    assert!(
+        !output.status.success(),
+        "verify must fail: {}",
+        text(&output)
+    );
+    let report = text(&output);
+    assert!(report.contains("damaged"), "{report}");
+    rebuild_and_verify(dir.path());
+}
+
+fn rebuild_and_verify(dir: &Path) {
+    let output = annals(&["rebuild-indexes", "--data-dir", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = verify(dir);
     assert!(
         output.status.success(),
         "after a rebuild: {}",

@@ -6,6 +6,7 @@
 
 mod encoding;
 mod memory;
+mod runs;
 mod sled_store;
 
 pub use encoding::{decode_entry, encode_entry, seq_key, timestamp};
@@ -53,6 +54,14 @@ impl Tree {
         Tree::Meta,
     ];
 
+    /// The byte that sets the tree's keys apart where trees share a key space.
+    pub fn tag(self) -> u8 {
+        Tree::ALL
+            .iter()
+            .position(|tree| *tree == self)
+            .expect("every tree is in ALL") as u8
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Tree::Ids => "ids",
@@ -89,10 +98,11 @@ pub trait LogStore: Send + Sync + 'static {
     /// Appends `entries`, whose seqs continue the log without a gap, and
     /// applies `derived`, the index writes they imply.
     ///
-    /// Atomic per part: after a crash the log holds all of `entries` or
-    /// none, and the derived trees, which are written after the log, hold
-    /// all of `derived` or none (an index that lags the log is caught up on
-    /// open). Not durable by itself: see `sync`.
+    /// The log is atomic: after a crash it holds all of `entries` or none.
+    /// The derived trees need not be durable at all: after a crash they
+    /// hold the derived writes of some prefix of the log (the `meta` tree's
+    /// indexed seq says which), and opening the index catches up the rest.
+    /// Not durable by itself: see `sync`.
     fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()>;
 
     /// Makes every write so far durable: once this returns `Ok`, they
@@ -123,6 +133,12 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Empties every derived tree.
     fn clear_derived(&self) -> Result<()>;
+
+    /// Makes the derived trees durable as they stand, so that the next open
+    /// has nothing to catch up (on a clean close, and after a rebuild).
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! The disk engine: sled 0.34.7, one tree `log` keyed by big-endian seq.
+//! The disk engine: the log in sled 0.34.7, one tree `log` keyed by
+//! big-endian seq; the derived trees in sorted runs beside it (`runs`,
+//! directory `index/`), since a B-tree insert per derived key cost more than
+//! everything else an append does.
 //!
 //! Durability: sled's `flush` ends in `sync_file_range`, which writes pages
 //! out but does not flush the device's write cache, so an acknowledged
@@ -7,6 +10,7 @@
 //! That happens once per `append` call; the engine's single writer batches
 //! concurrent appends into one call (group commit), so they share it.
 
+use super::runs::Runs;
 use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Write};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -14,11 +18,22 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Derived writes kept in memory before they are written out as a run.
+pub const DERIVED_TABLE_BYTES: usize = 64 << 20;
+
+/// A derived key in the runs' one key space: the tree's tag, then the key.
+fn tagged(tree: Tree, key: &[u8]) -> Vec<u8> {
+    let mut tagged = Vec::with_capacity(key.len() + 1);
+    tagged.push(tree.tag());
+    tagged.extend_from_slice(key);
+    tagged
+}
+
 pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
-    /// The derived trees, in `Tree::ALL` order.
-    derived: Vec<sled::Tree>,
+    /// The derived trees, each key prefixed with its tree's tag.
+    derived: Runs,
     dir: PathBuf,
     /// sled's data file, kept open to fdatasync it.
     data_file: File,
@@ -29,7 +44,8 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, with sled's page cache bounded
-    /// by `cache_bytes`.
+    /// by `cache_bytes` and the derived writes not yet in a run by
+    /// `DERIVED_TABLE_BYTES`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
@@ -38,10 +54,22 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log = db.open_tree("log")?;
-        let derived = Tree::ALL
-            .iter()
-            .map(|tree| db.open_tree(tree.name()))
-            .collect::<sled::Result<Vec<_>>>()?;
+        // Stores written before the runs kept the derived trees in sled:
+        // drop them (the empty runs make the index catch up from the log).
+        let names = db.tree_names();
+        for tree in Tree::ALL {
+            if names
+                .iter()
+                .any(|name| name.as_ref() == tree.name().as_bytes())
+            {
+                tracing::info!(
+                    tree = tree.name(),
+                    "dropping a derived tree kept in sled by an older version"
+                );
+                db.drop_tree(tree.name())?;
+            }
+        }
+        let derived = Runs::open(&dir.join("index"), DERIVED_TABLE_BYTES)?;
         let data_file = File::open(dir.join("db"))?;
         Ok(SledStore {
             db,
@@ -51,14 +79,6 @@ impl SledStore {
             data_file,
             synced_blobs: Mutex::new(HashSet::new()),
         })
-    }
-
-    fn tree(&self, tree: Tree) -> &sled::Tree {
-        let position = Tree::ALL
-            .iter()
-            .position(|candidate| *candidate == tree)
-            .expect("every tree is opened");
-        &self.derived[position]
     }
 
     /// Makes everything written so far durable: sled's flush, then an
@@ -143,45 +163,34 @@ impl LogStore for SledStore {
     }
 
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree(tree).get(key)?.map(|value| value.to_vec()))
+        self.derived.get(&tagged(tree, key))
     }
 
     fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        self.tree(tree)
-            .range(from..to)
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((key.to_vec(), value.to_vec()))
+        let pairs = self.derived.scan(&tagged(tree, from), &tagged(tree, to))?;
+        Ok(pairs
+            .into_iter()
+            .map(|(mut key, value)| {
+                key.remove(0);
+                (key, value)
             })
-            .collect()
+            .collect())
     }
 
     fn write_derived(&self, derived: &[Write]) -> Result<()> {
-        // Each tree's writes go in one atomic batch; `meta` (the indexed
-        // seq) goes last, so a crash part-way leaves it behind, and the
-        // next open catches the index up from the log.
-        for tree in Tree::ALL {
-            let mut batch = sled::Batch::default();
-            let mut any = false;
-            for (_, key, value) in derived.iter().filter(|(target, _, _)| *target == tree) {
-                batch.insert(key.as_slice(), value.as_slice());
-                any = true;
-            }
-            if any {
-                self.tree(tree).apply_batch(batch)?;
-            }
-        }
-        Ok(())
+        self.derived.write(
+            derived
+                .iter()
+                .map(|(tree, key, value)| (tagged(*tree, key), value.clone())),
+        )
     }
 
     fn clear_derived(&self) -> Result<()> {
-        for tree in &self.derived {
-            tree.clear()?;
-        }
-        Ok(())
+        self.derived.clear()
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        self.derived.flush()
     }
 }
 
