@@ -757,7 +757,7 @@ fn merge_once(shared: &Shared) -> Result<bool> {
         }
         writer.add(&key, &value)?;
         written += 1;
-        if written % 4096 == 0 && shared.stop.load(Ordering::SeqCst) {
+        if written.is_multiple_of(4096) && shared.stop.load(Ordering::SeqCst) {
             writer.abandon();
             return Ok(false);
         }
