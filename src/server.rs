@@ -34,6 +34,9 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Bytes of entity timelines the index keeps in memory.
     pub timeline_cache_bytes: usize,
+    /// Bytes of derived index writes buffered in memory before they are
+    /// written out as a sorted run.
+    pub index_buffer_bytes: usize,
     /// Who may call what (`--auth-tokens`). Without tokens every call is
     /// open, which `check_exposure` allows on loopback only.
     pub auth: Option<Arc<Tokens>>,
@@ -99,6 +102,7 @@ impl Default for Config {
             seed: true,
             cache_bytes: 1024 * 1024 * 1024,
             timeline_cache_bytes: 1024 * 1024 * 1024,
+            index_buffer_bytes: crate::store::DERIVED_BUFFER_BYTES,
             auth: None,
             reflection_requires_auth: false,
             insecure: false,
@@ -123,7 +127,11 @@ impl Server {
         config.check_exposure()?;
         // Unusable TLS files stop the start before the store is opened.
         http_server(config)?;
-        let store = SledStore::open(&config.data_dir, config.cache_bytes)?;
+        let store = SledStore::open_with(
+            &config.data_dir,
+            config.cache_bytes,
+            config.index_buffer_bytes,
+        )?;
         Server::start_on_store(Arc::new(store), config).await
     }
 

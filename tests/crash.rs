@@ -4,7 +4,9 @@
 //! checksums, seqs, every derived tree agrees with the log); after every
 //! restart: every acknowledged event is there with the same seq and content,
 //! seqs have no gaps, no batch is partly there, and re-sending the batches
-//! that got no answer (idempotent retries) creates no duplicates.
+//! that got no answer (idempotent retries) creates no duplicates. The
+//! server runs with a tiny index buffer, so it writes out and merges index
+//! runs all the time and the kills land among those too.
 //!
 //! 50 kills by default; `ANNALS_CRASH_CYCLES=500 cargo test --test crash`
 //! soaks longer.
@@ -22,6 +24,9 @@ use std::time::Duration;
 
 const ENTITIES: [&str; 4] = ["crash-a", "crash-b", "crash-c", "crash-d"];
 const APPENDERS: usize = 4;
+/// A tiny index buffer: the server writes out index runs and merges them
+/// all the time, so kills land in those too.
+const SERVE_ARGS: &[&str] = &["--no-seed", "--index-buffer-kib", "16"];
 
 /// SplitMix64, seeded per run from the clock: every run kills at other moments.
 struct Rng(u64);
@@ -211,7 +216,7 @@ async fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
-    let serve = Serve::start(dir.path(), &["--no-seed"]);
+    let serve = Serve::start(dir.path(), SERVE_ARGS);
     let mut client = Client::connect(&serve.url()).await.unwrap();
     let declarations = declarations("crash-entities", &ENTITIES);
     let response = client.append(vec![declarations], None).await.unwrap();
@@ -225,7 +230,7 @@ async fn acknowledged_events_survive_sigkill() {
     for cycle in 0..cycles {
         let running = serve
             .take()
-            .unwrap_or_else(|| Serve::start(dir.path(), &["--no-seed"]));
+            .unwrap_or_else(|| Serve::start(dir.path(), SERVE_ARGS));
         let mut client =
             tokio::time::timeout(Duration::from_secs(30), Client::connect(&running.url()))
                 .await
@@ -289,7 +294,7 @@ async fn acknowledged_events_survive_sigkill() {
         verify_offline(dir.path(), cycle);
     }
 
-    let running = Serve::start(dir.path(), &["--no-seed"]);
+    let running = Serve::start(dir.path(), SERVE_ARGS);
     let mut client = Client::connect(&running.url()).await.unwrap();
     check_ledger(&mut client, &ledger, cycles).await;
     let acknowledged = ledger.lock().unwrap().acknowledged.len();
@@ -299,4 +304,13 @@ async fn acknowledged_events_survive_sigkill() {
         "the appenders got real work done between kills"
     );
     running.kill();
+    // The kills fell among index runs being written out and merged.
+    let merged = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .filter_map(|item| item.ok()?.file_name().into_string().ok())
+        .any(|name| {
+            let numbers: Vec<&str> = name.trim_end_matches(".idx").split('-').skip(1).collect();
+            name.ends_with(".idx") && numbers.len() == 2 && numbers[0] != numbers[1]
+        });
+    assert!(merged, "the server wrote out and merged index runs");
 }

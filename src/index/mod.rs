@@ -145,6 +145,9 @@ impl Index {
                 writes.extend(self.apply(entry, &event, corrected));
             }
             store.write_derived(&writes)?;
+            // Lets the store write its derived trees out, now that the
+            // entries they derive from are durable.
+            store.sync()?;
         }
     }
 

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
 use prost::Message;
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -122,15 +123,14 @@ fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
     Arc::ptr_eq(left, right) || left == right
 }
 
-/// Inserts `item` at its place in `items` (sorted by `order`), unless an
-/// item of the same order is there already: the writer may fold in a record
-/// that a load has just read.
-fn insert_once<T, K: Ord>(items: &mut Vec<T>, item: T, order: impl Fn(&T) -> K) -> bool {
-    let key = order(&item);
-    let position = items.partition_point(|existing| order(existing) < key);
+/// Inserts `item` at its place in `items` (sorted by `compare`), unless an
+/// item that compares equal is there already: the writer may fold in a
+/// record that a load has just read.
+fn insert_once<T>(items: &mut Vec<T>, item: T, compare: impl Fn(&T, &T) -> Ordering) -> bool {
+    let position = items.partition_point(|existing| compare(existing, &item) == Ordering::Less);
     let present = items
         .get(position)
-        .is_some_and(|existing| order(existing) == key);
+        .is_some_and(|existing| compare(existing, &item) == Ordering::Equal);
     if !present {
         items.insert(position, item);
     }
@@ -139,31 +139,21 @@ fn insert_once<T, K: Ord>(items: &mut Vec<T>, item: T, order: impl Fn(&T) -> K) 
 
 impl EntityTimeline {
     fn insert_relation(&mut self, change: RelationChange) {
-        insert_once(&mut self.relations, change, |existing| {
-            let (kind, a, b, directed, earliest, seq, effect) = existing.order();
-            (
-                kind.to_string(),
-                a.to_string(),
-                b.to_string(),
-                directed,
-                earliest,
-                seq,
-                effect,
-            )
+        insert_once(&mut self.relations, change, |x, y| {
+            x.order().cmp(&y.order())
         });
     }
 
     fn insert_attribute(&mut self, change: AttributeChange) {
-        insert_once(&mut self.attributes, change, |existing| {
-            let (key, earliest, seq, effect) = existing.order();
-            (key.to_string(), earliest, seq, effect)
+        insert_once(&mut self.attributes, change, |x, y| {
+            x.order().cmp(&y.order())
         });
     }
 
     fn insert_event(&mut self, mention: EventMention) {
         let span = mention.latest.saturating_sub(mention.earliest);
-        if insert_once(&mut self.events, mention, |existing| {
-            (existing.earliest, existing.seq)
+        if insert_once(&mut self.events, mention, |x, y| {
+            (x.earliest, x.seq).cmp(&(y.earliest, y.seq))
         }) {
             self.max_span = self.max_span.max(span);
         }

@@ -11,7 +11,7 @@ mod sled_store;
 
 pub use encoding::{decode_entry, encode_entry, seq_key, timestamp};
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, DERIVED_BUFFER_BYTES};
 
 use crate::error::Result;
 use crate::proto;
@@ -105,9 +105,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// Not durable by itself: see `sync`.
     fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()>;
 
-    /// Makes every write so far durable: once this returns `Ok`, they
+    /// Makes every log write so far durable: once this returns `Ok`, they
     /// survive a crash or a power cut. Callers acknowledge an append to a
-    /// client only after this returns.
+    /// client only after this returns. The store may also write derived
+    /// trees out here, once the entries they derive from are durable.
     fn sync(&self) -> Result<()>;
 
     /// The highest seq stored, 0 for an empty log.

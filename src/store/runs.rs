@@ -558,17 +558,21 @@ impl Runs {
         Ok(merged.into_iter().collect())
     }
 
-    /// Adds writes; writes the table out as a run once it passes its budget.
-    pub fn write(&self, writes: impl IntoIterator<Item = Pair>) -> Result<()> {
-        let full = {
-            let mut state = self.shared.state.write().expect("runs lock poisoned");
-            for (key, value) in writes {
-                state.table_bytes += key.len() + value.len() + ENTRY_OVERHEAD;
-                state.table.insert(key, value);
-            }
-            state.table_bytes >= self.shared.table_budget
-        };
-        if full {
+    /// Adds writes to the table. They are written out by `flush` or
+    /// `flush_if_full`, which the caller must call only once the log entries
+    /// they derive from are durable: a run must never hold what a crash
+    /// could take from the log.
+    pub fn write(&self, writes: impl IntoIterator<Item = Pair>) {
+        let mut state = self.shared.state.write().expect("runs lock poisoned");
+        for (key, value) in writes {
+            state.table_bytes += key.len() + value.len() + ENTRY_OVERHEAD;
+            state.table.insert(key, value);
+        }
+    }
+
+    /// Writes the table out as a run once it has passed its budget.
+    pub fn flush_if_full(&self) -> Result<()> {
+        if self.state().table_bytes >= self.shared.table_budget {
             self.flush()?;
         }
         Ok(())
@@ -834,7 +838,8 @@ mod tests {
                     })
                     .collect();
                 expected.extend(writes.clone());
-                runs.write(writes).unwrap();
+                runs.write(writes);
+                runs.flush_if_full().unwrap();
             }
             settle(&runs);
             assert!(runs.run_count() < 10, "{} runs", runs.run_count());

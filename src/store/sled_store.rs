@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Derived writes kept in memory before they are written out as a run.
-pub const DERIVED_TABLE_BYTES: usize = 64 << 20;
+pub const DERIVED_BUFFER_BYTES: usize = 64 << 20;
 
 /// A derived key in the runs' one key space: the tree's tag, then the key.
 fn tagged(tree: Tree, key: &[u8]) -> Vec<u8> {
@@ -45,8 +45,14 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`, with sled's page cache bounded
     /// by `cache_bytes` and the derived writes not yet in a run by
-    /// `DERIVED_TABLE_BYTES`.
+    /// `DERIVED_BUFFER_BYTES`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
+        SledStore::open_with(dir, cache_bytes, DERIVED_BUFFER_BYTES)
+    }
+
+    /// `open`, with derived writes written out as a run once they pass
+    /// `buffer_bytes`.
+    pub fn open_with(dir: &Path, cache_bytes: u64, buffer_bytes: usize) -> Result<SledStore> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
@@ -69,7 +75,7 @@ impl SledStore {
                 db.drop_tree(tree.name())?;
             }
         }
-        let derived = Runs::open(&dir.join("index"), DERIVED_TABLE_BYTES)?;
+        let derived = Runs::open(&dir.join("index"), buffer_bytes)?;
         let data_file = File::open(dir.join("db"))?;
         Ok(SledStore {
             db,
@@ -127,8 +133,12 @@ impl LogStore for SledStore {
         self.write_derived(derived)
     }
 
+    /// Syncs the log, then writes the derived writes out as a run if they
+    /// have passed their budget: only now are the entries they derive from
+    /// durable.
     fn sync(&self) -> Result<()> {
-        self.sync_files()
+        self.sync_files()?;
+        self.derived.flush_if_full()
     }
 
     /// A point lookup: much cheaper in sled than a one-entry range scan.
@@ -182,7 +192,8 @@ impl LogStore for SledStore {
             derived
                 .iter()
                 .map(|(tree, key, value)| (tagged(*tree, key), value.clone())),
-        )
+        );
+        Ok(())
     }
 
     fn clear_derived(&self) -> Result<()> {
@@ -190,6 +201,7 @@ impl LogStore for SledStore {
     }
 
     fn checkpoint(&self) -> Result<()> {
+        self.sync_files()?;
         self.derived.flush()
     }
 }
