@@ -869,8 +869,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let runs = Runs::open(dir.path(), usize::MAX).unwrap();
-            runs.write((0..2_000).map(|n| (key(n), vec![7u8; 40])))
-                .unwrap();
+            runs.write((0..2_000).map(|n| (key(n), vec![7u8; 40])));
         }
         let path = fs::read_dir(dir.path())
             .unwrap()
@@ -899,8 +898,8 @@ mod tests {
         {
             let runs = Runs::open(dir.path(), 1).unwrap();
             for n in 0..(FAN_IN as u32) {
-                runs.write([(key(0), format!("v{n}").into_bytes())])
-                    .unwrap();
+                runs.write([(key(0), format!("v{n}").into_bytes())]);
+                runs.flush_if_full().unwrap();
             }
             settle(&runs);
             assert_eq!(runs.run_count(), 1);
