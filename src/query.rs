@@ -209,7 +209,7 @@ impl<'a> Snapshot<'a> {
         self.timeline(entity, |timeline| {
             timeline
                 .relations
-                .chunk_by(RelationChange::same_relation)
+                .iter()
                 .filter(|history| {
                     let first = &history[0];
                     kind.is_none_or(|kind| &*first.kind == kind)
@@ -264,7 +264,7 @@ impl<'a> Snapshot<'a> {
         self.timeline(entity, |timeline| {
             timeline
                 .attributes
-                .chunk_by(|x, y| x.key == y.key)
+                .iter()
                 .filter_map(|history| self.deciding_attribute(history, at))
                 .filter(|change| !change.value.is_empty())
                 .map(|change| proto::Attribute {
@@ -296,7 +296,7 @@ impl<'a> Snapshot<'a> {
                 };
                 kind.is_none_or(|kind| &*change.kind == kind) && b.is_none_or(|b| &**theirs == b)
             };
-            for history in timeline.relations.chunk_by(RelationChange::same_relation) {
+            for history in &timeline.relations {
                 if !wanted(&history[0]) {
                     continue;
                 }
@@ -344,11 +344,10 @@ impl<'a> Snapshot<'a> {
         match &filter.entity {
             Some(entity) => self.timeline(entity, |timeline| {
                 let first = filter.from.saturating_sub(timeline.max_span);
-                let start = timeline
+                timeline
                     .events
-                    .partition_point(|event| event.earliest < first);
-                timeline.events[start..]
-                    .iter()
+                    .range((first, 0)..)
+                    .map(|(_, event)| event)
                     .take_while(|event| event.earliest <= filter.to)
                     .filter(|event| wanted(event.seq, event.latest, &event.kind))
                     .map(|event| event.seq)
@@ -404,7 +403,7 @@ impl<'a> Snapshot<'a> {
         changes: &mut BTreeMap<(Instant, u64, u32, String), proto::StateChange>,
     ) {
         use proto::ChangeKind;
-        for history in timeline.relations.chunk_by(RelationChange::same_relation) {
+        for history in &timeline.relations {
             let was_active = self
                 .deciding_relation(history, from)
                 .is_some_and(|change| change.begins);
@@ -434,7 +433,7 @@ impl<'a> Snapshot<'a> {
                 },
             );
         }
-        for history in timeline.attributes.chunk_by(|x, y| x.key == y.key) {
+        for history in &timeline.attributes {
             let value = |change: Option<&AttributeChange>| {
                 change
                     .map(|change| change.value.to_string())

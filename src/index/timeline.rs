@@ -17,7 +17,7 @@ use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
 use prost::Message;
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One change to a relation touching the entity.
@@ -64,14 +64,6 @@ impl RelationChange {
             self.effect,
         )
     }
-
-    /// Do both changes concern the same relation?
-    pub fn same_relation(&self, other: &RelationChange) -> bool {
-        self.directed == other.directed
-            && same(&self.kind, &other.kind)
-            && same(&self.a, &other.a)
-            && same(&self.b, &other.b)
-    }
 }
 
 /// One change to an attribute of the entity.
@@ -110,18 +102,24 @@ pub struct EventMention {
     pub kind: Arc<str>,
 }
 
+/// Everything touching one entity. Changes are grouped per relation and per
+/// attribute (a *history*, sorted by earliest, seq, effect), so that a query
+/// looks at each relation once and a new change moves only its own
+/// history's tail.
 #[derive(Default, Debug)]
 pub struct EntityTimeline {
-    pub relations: Vec<RelationChange>,
-    pub attributes: Vec<AttributeChange>,
-    pub events: Vec<EventMention>,
+    /// Histories by (kind, a, b, directed).
+    pub relations: Vec<Vec<RelationChange>>,
+    /// Histories by key.
+    pub attributes: Vec<Vec<AttributeChange>>,
+    /// By (earliest, seq).
+    pub events: BTreeMap<(Instant, u64), EventMention>,
     /// The longest span among `events`.
     pub max_span: Instant,
 }
 
-fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
-    Arc::ptr_eq(left, right) || left == right
-}
+/// Bytes a `BTreeMap` spends per entry besides the entry (roughly).
+const MAP_ENTRY_OVERHEAD: usize = 16;
 
 /// Inserts `item` at its place in `items` (sorted by `compare`), unless an
 /// item that compares equal is there already: the writer may fold in a
@@ -137,35 +135,104 @@ fn insert_once<T>(items: &mut Vec<T>, item: T, compare: impl Fn(&T, &T) -> Order
     !present
 }
 
+/// Inserts `change` into its history in `histories` (sorted by `group`),
+/// starting a history if it has none.
+fn insert_grouped<T>(
+    histories: &mut Vec<Vec<T>>,
+    change: T,
+    group: impl Fn(&T, &T) -> Ordering,
+    order: impl Fn(&T, &T) -> Ordering,
+) -> bool {
+    let position =
+        histories.partition_point(|history| group(&history[0], &change) == Ordering::Less);
+    match histories.get_mut(position) {
+        Some(history) if group(&history[0], &change) == Ordering::Equal => {
+            insert_once(history, change, order)
+        }
+        _ => {
+            histories.insert(position, vec![change]);
+            true
+        }
+    }
+}
+
+/// Groups changes sorted by `order` into histories.
+fn grouped<T>(
+    mut changes: Vec<T>,
+    order: impl Fn(&T, &T) -> Ordering,
+    same: impl Fn(&T, &T) -> bool,
+) -> Vec<Vec<T>> {
+    changes.sort_by(&order);
+    let mut histories: Vec<Vec<T>> = Vec::new();
+    for change in changes {
+        match histories.last_mut() {
+            Some(history) if same(&history[0], &change) => history.push(change),
+            _ => histories.push(vec![change]),
+        }
+    }
+    histories
+}
+
+fn relation_group(x: &RelationChange, y: &RelationChange) -> Ordering {
+    let (kind, a, b, directed, ..) = x.order();
+    let (their_kind, their_a, their_b, their_directed, ..) = y.order();
+    (kind, a, b, directed).cmp(&(their_kind, their_a, their_b, their_directed))
+}
+
+fn relation_order(x: &RelationChange, y: &RelationChange) -> Ordering {
+    x.order().cmp(&y.order())
+}
+
+fn attribute_order(x: &AttributeChange, y: &AttributeChange) -> Ordering {
+    x.order().cmp(&y.order())
+}
+
 impl EntityTimeline {
     fn insert_relation(&mut self, change: RelationChange) {
-        insert_once(&mut self.relations, change, |x, y| {
-            x.order().cmp(&y.order())
-        });
+        insert_grouped(&mut self.relations, change, relation_group, relation_order);
     }
 
     fn insert_attribute(&mut self, change: AttributeChange) {
-        insert_once(&mut self.attributes, change, |x, y| {
-            x.order().cmp(&y.order())
-        });
+        insert_grouped(
+            &mut self.attributes,
+            change,
+            |x, y| x.key.cmp(&y.key),
+            attribute_order,
+        );
     }
 
-    fn insert_event(&mut self, mention: EventMention) {
+    fn insert_event(&mut self, mention: EventMention) -> bool {
         let span = mention.latest.saturating_sub(mention.earliest);
-        if insert_once(&mut self.events, mention, |x, y| {
-            (x.earliest, x.seq).cmp(&(y.earliest, y.seq))
-        }) {
-            self.max_span = self.max_span.max(span);
+        let key = (mention.earliest, mention.seq);
+        if self.events.contains_key(&key) {
+            return false;
         }
+        self.events.insert(key, mention);
+        self.max_span = self.max_span.max(span);
+        true
     }
 
     /// A rough count of the bytes the timeline holds, for the cache budget.
     fn bytes(&self) -> usize {
-        let relations: usize = self.relations.iter().map(RelationChange::bytes).sum();
-        let attributes: usize = self.attributes.iter().map(AttributeChange::bytes).sum();
-        64 + relations + attributes + self.events.len() * std::mem::size_of::<EventMention>()
+        let history = std::mem::size_of::<Vec<RelationChange>>();
+        let relations: usize = self
+            .relations
+            .iter()
+            .map(|changes| history + changes.iter().map(RelationChange::bytes).sum::<usize>())
+            .sum();
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|changes| history + changes.iter().map(AttributeChange::bytes).sum::<usize>())
+            .sum();
+        64 + relations + attributes + self.events.len() * EVENT_BYTES
     }
 }
+
+/// Bytes one event mention takes in a timeline.
+const EVENT_BYTES: usize = std::mem::size_of::<(Instant, u64)>()
+    + std::mem::size_of::<EventMention>()
+    + MAP_ENTRY_OVERHEAD;
 
 struct Cached {
     timeline: Arc<RwLock<EntityTimeline>>,
@@ -209,7 +276,7 @@ impl CacheState {
             let timeline = Arc::clone(&cached.timeline);
             let entity = entity.to_string();
             let (mention, changes) = self.record(key, value)?;
-            let mut added = std::mem::size_of::<EventMention>();
+            let mut added = EVENT_BYTES;
             let mut timeline = timeline.write().expect("timeline lock");
             timeline.insert_event(mention);
             for change in changes {
@@ -338,26 +405,22 @@ impl TimelineCache {
         let prefix = keys::entity(entity);
         let end = keys::prefix_end(&prefix);
         let mut timeline = EntityTimeline::default();
+        let mut relations = Vec::new();
+        let mut attributes = Vec::new();
         for (key, value) in store.scan_derived(Tree::EntityLog, &prefix, &end)? {
             let (mention, changes) = state.record(&key, &value)?;
-            timeline.max_span = timeline
-                .max_span
-                .max(mention.latest.saturating_sub(mention.earliest));
-            timeline.events.push(mention);
+            timeline.insert_event(mention);
             for change in changes {
                 match change {
-                    Loaded::Relation(change) => timeline.relations.push(change),
-                    Loaded::Attribute(change) => timeline.attributes.push(change),
+                    Loaded::Relation(change) => relations.push(change),
+                    Loaded::Attribute(change) => attributes.push(change),
                 }
             }
         }
-        timeline
-            .events
-            .sort_by_key(|event| (event.earliest, event.seq));
-        timeline.relations.sort_by(|x, y| x.order().cmp(&y.order()));
-        timeline
-            .attributes
-            .sort_by(|x, y| x.order().cmp(&y.order()));
+        timeline.relations = grouped(relations, relation_order, |x, y| {
+            relation_group(x, y) == Ordering::Equal
+        });
+        timeline.attributes = grouped(attributes, attribute_order, |x, y| x.key == y.key);
         let bytes = timeline.bytes();
         let shared = Arc::new(RwLock::new(timeline));
         state.timelines.insert(
@@ -449,6 +512,6 @@ mod tests {
         }
         // The first one was dropped long ago and comes back whole.
         let again = cache.get(&store, "entity-0").unwrap();
-        assert_eq!(again.read().unwrap().attributes.len(), 50);
+        assert_eq!(again.read().unwrap().attributes.concat().len(), 50);
     }
 }
