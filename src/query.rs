@@ -148,9 +148,11 @@ impl<'a> Snapshot<'a> {
 
     fn timeline<R>(&self, entity: &str, read: impl FnOnce(&EntityTimeline) -> R) -> Result<R> {
         let timeline = self.timelines.get(self.store, entity)?;
-        let timeline = timeline
-            .read()
-            .map_err(|_| Error::Storage("a timeline lock was poisoned".into()))?;
+        let poisoned = || Error::Storage("a timeline lock was poisoned".into());
+        if !timeline.read().map_err(|_| poisoned())?.is_settled() {
+            timeline.write().map_err(|_| poisoned())?.settle();
+        }
+        let timeline = timeline.read().map_err(|_| poisoned())?;
         Ok(read(&timeline))
     }
 
@@ -209,7 +211,7 @@ impl<'a> Snapshot<'a> {
         self.timeline(entity, |timeline| {
             timeline
                 .relations
-                .iter()
+                .chunk_by(RelationChange::same_relation)
                 .filter(|history| {
                     let first = &history[0];
                     kind.is_none_or(|kind| &*first.kind == kind)
@@ -264,7 +266,7 @@ impl<'a> Snapshot<'a> {
         self.timeline(entity, |timeline| {
             timeline
                 .attributes
-                .iter()
+                .chunk_by(|x, y| x.key == y.key)
                 .filter_map(|history| self.deciding_attribute(history, at))
                 .filter(|change| !change.value.is_empty())
                 .map(|change| proto::Attribute {
@@ -296,7 +298,7 @@ impl<'a> Snapshot<'a> {
                 };
                 kind.is_none_or(|kind| &*change.kind == kind) && b.is_none_or(|b| &**theirs == b)
             };
-            for history in &timeline.relations {
+            for history in timeline.relations.chunk_by(RelationChange::same_relation) {
                 if !wanted(&history[0]) {
                     continue;
                 }
@@ -344,10 +346,11 @@ impl<'a> Snapshot<'a> {
         match &filter.entity {
             Some(entity) => self.timeline(entity, |timeline| {
                 let first = filter.from.saturating_sub(timeline.max_span);
-                timeline
+                let start = timeline
                     .events
-                    .range((first, 0)..)
-                    .map(|(_, event)| event)
+                    .partition_point(|event| event.earliest < first);
+                timeline.events[start..]
+                    .iter()
                     .take_while(|event| event.earliest <= filter.to)
                     .filter(|event| wanted(event.seq, event.latest, &event.kind))
                     .map(|event| event.seq)
@@ -403,7 +406,7 @@ impl<'a> Snapshot<'a> {
         changes: &mut BTreeMap<(Instant, u64, u32, String), proto::StateChange>,
     ) {
         use proto::ChangeKind;
-        for history in &timeline.relations {
+        for history in timeline.relations.chunk_by(RelationChange::same_relation) {
             let was_active = self
                 .deciding_relation(history, from)
                 .is_some_and(|change| change.begins);
@@ -433,7 +436,7 @@ impl<'a> Snapshot<'a> {
                 },
             );
         }
-        for history in &timeline.attributes {
+        for history in timeline.attributes.chunk_by(|x, y| x.key == y.key) {
             let value = |change: Option<&AttributeChange>| {
                 change
                     .map(|change| change.value.to_string())

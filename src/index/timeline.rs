@@ -17,7 +17,7 @@ use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
 use prost::Message;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One change to a relation touching the entity.
@@ -64,6 +64,14 @@ impl RelationChange {
             self.effect,
         )
     }
+
+    /// Do both changes concern the same relation?
+    pub fn same_relation(&self, other: &RelationChange) -> bool {
+        self.directed == other.directed
+            && same(&self.kind, &other.kind)
+            && same(&self.a, &other.a)
+            && same(&self.b, &other.b)
+    }
 }
 
 /// One change to an attribute of the entity.
@@ -102,81 +110,31 @@ pub struct EventMention {
     pub kind: Arc<str>,
 }
 
-/// Everything touching one entity. Changes are grouped per relation and per
-/// attribute (a *history*, sorted by earliest, seq, effect), so that a query
-/// looks at each relation once and a new change moves only its own
-/// history's tail.
+/// Everything touching one entity, in flat sorted lists that a query walks
+/// front to back. The writer does not insert into them (at a million events
+/// a popular entity's lists are megabytes, and an insert would move half of
+/// them): it adds to `pending`, and the next query merges all that is
+/// pending in one pass (`settle`).
 #[derive(Default, Debug)]
 pub struct EntityTimeline {
-    /// Histories by (kind, a, b, directed).
-    pub relations: Vec<Vec<RelationChange>>,
-    /// Histories by key.
-    pub attributes: Vec<Vec<AttributeChange>>,
-    /// By (earliest, seq).
-    pub events: BTreeMap<(Instant, u64), EventMention>,
+    pub relations: Vec<RelationChange>,
+    pub attributes: Vec<AttributeChange>,
+    pub events: Vec<EventMention>,
     /// The longest span among `events`.
     pub max_span: Instant,
+    pending: Pending,
 }
 
-/// Bytes a `BTreeMap` spends per entry besides the entry (roughly).
-const MAP_ENTRY_OVERHEAD: usize = 16;
-
-/// Inserts `item` at its place in `items` (sorted by `compare`), unless an
-/// item that compares equal is there already: the writer may fold in a
-/// record that a load has just read.
-fn insert_once<T>(items: &mut Vec<T>, item: T, compare: impl Fn(&T, &T) -> Ordering) -> bool {
-    let position = items.partition_point(|existing| compare(existing, &item) == Ordering::Less);
-    let present = items
-        .get(position)
-        .is_some_and(|existing| compare(existing, &item) == Ordering::Equal);
-    if !present {
-        items.insert(position, item);
-    }
-    !present
+/// Changes and events the writer added since the last `settle`.
+#[derive(Default, Debug)]
+struct Pending {
+    relations: Vec<RelationChange>,
+    attributes: Vec<AttributeChange>,
+    events: Vec<EventMention>,
 }
 
-/// Inserts `change` into its history in `histories` (sorted by `group`),
-/// starting a history if it has none.
-fn insert_grouped<T>(
-    histories: &mut Vec<Vec<T>>,
-    change: T,
-    group: impl Fn(&T, &T) -> Ordering,
-    order: impl Fn(&T, &T) -> Ordering,
-) -> bool {
-    let position =
-        histories.partition_point(|history| group(&history[0], &change) == Ordering::Less);
-    match histories.get_mut(position) {
-        Some(history) if group(&history[0], &change) == Ordering::Equal => {
-            insert_once(history, change, order)
-        }
-        _ => {
-            histories.insert(position, vec![change]);
-            true
-        }
-    }
-}
-
-/// Groups changes sorted by `order` into histories.
-fn grouped<T>(
-    mut changes: Vec<T>,
-    order: impl Fn(&T, &T) -> Ordering,
-    same: impl Fn(&T, &T) -> bool,
-) -> Vec<Vec<T>> {
-    changes.sort_by(&order);
-    let mut histories: Vec<Vec<T>> = Vec::new();
-    for change in changes {
-        match histories.last_mut() {
-            Some(history) if same(&history[0], &change) => history.push(change),
-            _ => histories.push(vec![change]),
-        }
-    }
-    histories
-}
-
-fn relation_group(x: &RelationChange, y: &RelationChange) -> Ordering {
-    let (kind, a, b, directed, ..) = x.order();
-    let (their_kind, their_a, their_b, their_directed, ..) = y.order();
-    (kind, a, b, directed).cmp(&(their_kind, their_a, their_b, their_directed))
+fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
+    Arc::ptr_eq(left, right) || left == right
 }
 
 fn relation_order(x: &RelationChange, y: &RelationChange) -> Ordering {
@@ -187,52 +145,98 @@ fn attribute_order(x: &AttributeChange, y: &AttributeChange) -> Ordering {
     x.order().cmp(&y.order())
 }
 
+fn event_order(x: &EventMention, y: &EventMention) -> Ordering {
+    (x.earliest, x.seq).cmp(&(y.earliest, y.seq))
+}
+
+/// Merges `pending` into `items` (both sorted by `compare` once `pending` is
+/// sorted here), keeping one of any items that compare equal: the writer
+/// may add a record that a load has just read.
+fn merge_into<T>(items: &mut Vec<T>, pending: &mut Vec<T>, compare: impl Fn(&T, &T) -> Ordering) {
+    if pending.is_empty() {
+        return;
+    }
+    pending.sort_by(&compare);
+    let old = std::mem::take(items);
+    let mut merged = Vec::with_capacity(old.len() + pending.len());
+    let mut old = old.into_iter().peekable();
+    let mut new = pending.drain(..).peekable();
+    loop {
+        let take_old = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) => compare(x, y) != Ordering::Greater,
+        };
+        let item = if take_old { old.next() } else { new.next() }.expect("peeked");
+        if merged
+            .last()
+            .is_some_and(|last| compare(last, &item) == Ordering::Equal)
+        {
+            continue;
+        }
+        merged.push(item);
+    }
+    *items = merged;
+}
+
 impl EntityTimeline {
     fn insert_relation(&mut self, change: RelationChange) {
-        insert_grouped(&mut self.relations, change, relation_group, relation_order);
+        self.pending.relations.push(change);
     }
 
     fn insert_attribute(&mut self, change: AttributeChange) {
-        insert_grouped(
+        self.pending.attributes.push(change);
+    }
+
+    fn insert_event(&mut self, mention: EventMention) {
+        self.max_span = self
+            .max_span
+            .max(mention.latest.saturating_sub(mention.earliest));
+        self.pending.events.push(mention);
+    }
+
+    /// Whether the lists hold everything added (no `settle` needed).
+    pub fn is_settled(&self) -> bool {
+        self.pending.relations.is_empty()
+            && self.pending.attributes.is_empty()
+            && self.pending.events.is_empty()
+    }
+
+    /// Merges what the writer added into the sorted lists.
+    pub fn settle(&mut self) {
+        merge_into(
+            &mut self.relations,
+            &mut self.pending.relations,
+            relation_order,
+        );
+        merge_into(
             &mut self.attributes,
-            change,
-            |x, y| x.key.cmp(&y.key),
+            &mut self.pending.attributes,
             attribute_order,
         );
+        merge_into(&mut self.events, &mut self.pending.events, event_order);
     }
 
-    fn insert_event(&mut self, mention: EventMention) -> bool {
-        let span = mention.latest.saturating_sub(mention.earliest);
-        let key = (mention.earliest, mention.seq);
-        if self.events.contains_key(&key) {
-            return false;
-        }
-        self.events.insert(key, mention);
-        self.max_span = self.max_span.max(span);
-        true
-    }
-
-    /// A rough count of the bytes the timeline holds, for the cache budget.
+    /// A rough count of the bytes the timeline holds, for the cache budget
+    /// (pending items count as what they will be).
     fn bytes(&self) -> usize {
-        let history = std::mem::size_of::<Vec<RelationChange>>();
         let relations: usize = self
             .relations
             .iter()
-            .map(|changes| history + changes.iter().map(RelationChange::bytes).sum::<usize>())
+            .chain(&self.pending.relations)
+            .map(RelationChange::bytes)
             .sum();
         let attributes: usize = self
             .attributes
             .iter()
-            .map(|changes| history + changes.iter().map(AttributeChange::bytes).sum::<usize>())
+            .chain(&self.pending.attributes)
+            .map(AttributeChange::bytes)
             .sum();
-        64 + relations + attributes + self.events.len() * EVENT_BYTES
+        let events = self.events.len() + self.pending.events.len();
+        64 + relations + attributes + events * std::mem::size_of::<EventMention>()
     }
 }
-
-/// Bytes one event mention takes in a timeline.
-const EVENT_BYTES: usize = std::mem::size_of::<(Instant, u64)>()
-    + std::mem::size_of::<EventMention>()
-    + MAP_ENTRY_OVERHEAD;
 
 struct Cached {
     timeline: Arc<RwLock<EntityTimeline>>,
@@ -276,7 +280,7 @@ impl CacheState {
             let timeline = Arc::clone(&cached.timeline);
             let entity = entity.to_string();
             let (mention, changes) = self.record(key, value)?;
-            let mut added = EVENT_BYTES;
+            let mut added = std::mem::size_of::<EventMention>();
             let mut timeline = timeline.write().expect("timeline lock");
             timeline.insert_event(mention);
             for change in changes {
@@ -405,22 +409,26 @@ impl TimelineCache {
         let prefix = keys::entity(entity);
         let end = keys::prefix_end(&prefix);
         let mut timeline = EntityTimeline::default();
-        let mut relations = Vec::new();
-        let mut attributes = Vec::new();
         for (key, value) in store.scan_derived(Tree::EntityLog, &prefix, &end)? {
             let (mention, changes) = state.record(&key, &value)?;
-            timeline.insert_event(mention);
+            timeline.max_span = timeline
+                .max_span
+                .max(mention.latest.saturating_sub(mention.earliest));
+            timeline.events.push(mention);
             for change in changes {
                 match change {
-                    Loaded::Relation(change) => relations.push(change),
-                    Loaded::Attribute(change) => attributes.push(change),
+                    Loaded::Relation(change) => timeline.relations.push(change),
+                    Loaded::Attribute(change) => timeline.attributes.push(change),
                 }
             }
         }
-        timeline.relations = grouped(relations, relation_order, |x, y| {
-            relation_group(x, y) == Ordering::Equal
-        });
-        timeline.attributes = grouped(attributes, attribute_order, |x, y| x.key == y.key);
+        timeline
+            .events
+            .sort_by_key(|event| (event.earliest, event.seq));
+        timeline.relations.sort_by(|x, y| x.order().cmp(&y.order()));
+        timeline
+            .attributes
+            .sort_by(|x, y| x.order().cmp(&y.order()));
         let bytes = timeline.bytes();
         let shared = Arc::new(RwLock::new(timeline));
         state.timelines.insert(
@@ -512,6 +520,6 @@ mod tests {
         }
         // The first one was dropped long ago and comes back whole.
         let again = cache.get(&store, "entity-0").unwrap();
-        assert_eq!(again.read().unwrap().attributes.concat().len(), 50);
+        assert_eq!(again.read().unwrap().attributes.len(), 50);
     }
 }
