@@ -423,17 +423,27 @@ struct State {
 struct Shared {
     dir: PathBuf,
     state: RwLock<State>,
-    /// Held while a table is written out.
-    flushing: Mutex<()>,
+    /// Held by whoever freezes, writes out or clears the table.
+    control: Mutex<()>,
+    /// The thread writing out the frozen table, if any.
+    flusher: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// The thread merging runs, if any.
+    merger: Mutex<Option<JoinHandle<()>>>,
     stop: AtomicBool,
     table_budget: usize,
+}
+
+/// A table frozen to be written out as run `number`.
+struct Frozen {
+    table: Arc<Table>,
+    number: u64,
+    epoch: u64,
 }
 
 /// The derived trees: one ordered key space (the caller prefixes each key
 /// with its tree).
 pub struct Runs {
     shared: Arc<Shared>,
-    merger: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Runs {
@@ -496,13 +506,14 @@ impl Runs {
                     next_number,
                     epoch: 0,
                 }),
-                flushing: Mutex::new(()),
+                control: Mutex::new(()),
+                flusher: Mutex::new(None),
+                merger: Mutex::new(None),
                 stop: AtomicBool::new(false),
                 table_budget,
             }),
-            merger: Mutex::new(None),
         };
-        runs.merge_in_background();
+        merge_in_background(&runs.shared);
         Ok(runs)
     }
 
@@ -570,65 +581,44 @@ impl Runs {
         }
     }
 
-    /// Writes the table out as a run once it has passed its budget.
+    /// Starts writing the table out as a run, in the background, once it
+    /// has passed its budget. One table is written out at a time: if the
+    /// previous one is still being written, this waits for it (and reports
+    /// its failure).
     pub fn flush_if_full(&self) -> Result<()> {
-        if self.state().table_bytes >= self.shared.table_budget {
-            self.flush()?;
+        if self.state().table_bytes < self.shared.table_budget {
+            return Ok(());
         }
+        let _control = self.shared.control.lock().expect("control lock poisoned");
+        wait_for_flush(&self.shared)?;
+        let Some(frozen) = freeze(&self.shared) else {
+            return Ok(());
+        };
+        let shared = Arc::clone(&self.shared);
+        let flusher = std::thread::Builder::new()
+            .name("annals-index-flush".into())
+            .spawn(move || write_out(&shared, frozen))?;
+        *self.shared.flusher.lock().expect("flusher lock poisoned") = Some(flusher);
         Ok(())
     }
 
-    /// Writes the table out as a run, durably.
+    /// Writes the whole table out as a run, durably, before returning.
     pub fn flush(&self) -> Result<()> {
-        let _flushing = self.shared.flushing.lock().expect("flush lock poisoned");
-        let (table, number, epoch) = {
-            let mut state = self.shared.state.write().expect("runs lock poisoned");
-            if state.table.is_empty() {
-                return Ok(());
-            }
-            let table = Arc::new(std::mem::take(&mut state.table));
-            state.table_bytes = 0;
-            state.frozen = Some(Arc::clone(&table));
-            let number = state.next_number;
-            state.next_number += 1;
-            (table, number, state.epoch)
-        };
-        let written = (|| {
-            let mut writer = RunWriter::create(&self.shared.dir, number, number)?;
-            for (key, value) in table.iter() {
-                writer.add(key, value)?;
-            }
-            writer.finish(number, number, 0)
-        })();
-        let mut state = self.shared.state.write().expect("runs lock poisoned");
-        match written {
-            Ok(run) if state.epoch == epoch => {
-                state.runs.push(Arc::new(run));
-                state.frozen = None;
-            }
-            Ok(run) => {
-                fs::remove_file(&run.path)?;
-            }
-            Err(error) => {
-                // Keep the writes readable; the next flush takes them along.
-                let mut table = Arc::unwrap_or_clone(table);
-                table.append(&mut state.table);
-                state.table = table;
-                state.frozen = None;
-                return Err(error);
-            }
+        let _control = self.shared.control.lock().expect("control lock poisoned");
+        wait_for_flush(&self.shared)?;
+        match freeze(&self.shared) {
+            Some(frozen) => write_out(&self.shared, frozen),
+            None => Ok(()),
         }
-        drop(state);
-        self.merge_in_background();
-        Ok(())
     }
 
     /// Drops everything: the table and every run, newest first, so that a
     /// crash part-way leaves a prefix of the flushes (which the caller's
     /// catch-up extends).
     pub fn clear(&self) -> Result<()> {
-        self.stop_merging();
-        let _flushing = self.shared.flushing.lock().expect("flush lock poisoned");
+        let _control = self.shared.control.lock().expect("control lock poisoned");
+        stop_merging(&self.shared);
+        let waited = wait_for_flush(&self.shared);
         let runs = {
             let mut state = self.shared.state.write().expect("runs lock poisoned");
             state.epoch += 1;
@@ -641,6 +631,9 @@ impl Runs {
             fs::remove_file(&run.path)?;
         }
         self.shared.stop.store(false, Ordering::SeqCst);
+        if let Err(error) = waited {
+            tracing::warn!(%error, "an index write-out failed before the index was cleared");
+        }
         Ok(())
     }
 
@@ -648,55 +641,129 @@ impl Runs {
     fn run_count(&self) -> usize {
         self.state().runs.len()
     }
-
-    fn stop_merging(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(merger) = self.merger.lock().expect("merger lock poisoned").take() {
-            let _ = merger.join();
-        }
-    }
-
-    /// Starts a merge if one is due and none is running.
-    fn merge_in_background(&self) {
-        let mut merger = self.merger.lock().expect("merger lock poisoned");
-        if merger
-            .as_ref()
-            .is_some_and(|running| !running.is_finished())
-        {
-            return;
-        }
-        if let Some(finished) = merger.take() {
-            let _ = finished.join();
-        }
-        if self.shared.stop.load(Ordering::SeqCst) || due(&self.state().runs).is_none() {
-            return;
-        }
-        let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("annals-merge".into())
-            .spawn(move || loop {
-                match merge_once(&shared) {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(error) => {
-                        tracing::error!(%error, "merging index runs failed; they stay as they are");
-                        break;
-                    }
-                }
-            });
-        match spawned {
-            Ok(handle) => *merger = Some(handle),
-            Err(error) => tracing::error!(%error, "could not start merging index runs"),
-        }
-    }
 }
 
 impl Drop for Runs {
     fn drop(&mut self) {
-        self.stop_merging();
+        stop_merging(&self.shared);
         if let Err(error) = self.flush() {
             tracing::error!(%error, "writing out the index failed; the next open catches it up from the log");
         }
+    }
+}
+
+/// Waits for the table being written out, if any.
+fn wait_for_flush(shared: &Shared) -> Result<()> {
+    let flusher = shared.flusher.lock().expect("flusher lock poisoned").take();
+    match flusher {
+        Some(flusher) => flusher
+            .join()
+            .map_err(|_| Error::Storage("the index write-out thread panicked".into()))?,
+        None => Ok(()),
+    }
+}
+
+/// Freezes the table for writing out (it stays readable until it is a run).
+fn freeze(shared: &Shared) -> Option<Frozen> {
+    let mut state = shared.state.write().expect("runs lock poisoned");
+    if state.table.is_empty() {
+        return None;
+    }
+    let table = Arc::new(std::mem::take(&mut state.table));
+    state.table_bytes = 0;
+    state.frozen = Some(Arc::clone(&table));
+    let number = state.next_number;
+    state.next_number += 1;
+    Some(Frozen {
+        table,
+        number,
+        epoch: state.epoch,
+    })
+}
+
+/// Writes a frozen table out as a run and puts the run in its place.
+fn write_out(shared: &Arc<Shared>, frozen: Frozen) -> Result<()> {
+    let Frozen {
+        table,
+        number,
+        epoch,
+    } = frozen;
+    let written = (|| {
+        let mut writer = RunWriter::create(&shared.dir, number, number)?;
+        for (key, value) in table.iter() {
+            writer.add(key, value)?;
+        }
+        writer.finish(number, number, 0)
+    })();
+    let mut state = shared.state.write().expect("runs lock poisoned");
+    match written {
+        Ok(run) if state.epoch == epoch => {
+            state.runs.push(Arc::new(run));
+            state.frozen = None;
+        }
+        Ok(run) => {
+            fs::remove_file(&run.path)?;
+        }
+        Err(error) => {
+            // Keep the writes readable (later writes win over them); the
+            // next write-out takes them along.
+            if state.epoch == epoch {
+                let mut table = Arc::unwrap_or_clone(table);
+                table.append(&mut state.table);
+                state.table_bytes = table
+                    .iter()
+                    .map(|(key, value)| key.len() + value.len() + ENTRY_OVERHEAD)
+                    .sum();
+                state.table = table;
+                state.frozen = None;
+            }
+            return Err(error);
+        }
+    }
+    drop(state);
+    merge_in_background(shared);
+    Ok(())
+}
+
+fn stop_merging(shared: &Shared) {
+    shared.stop.store(true, Ordering::SeqCst);
+    if let Some(merger) = shared.merger.lock().expect("merger lock poisoned").take() {
+        let _ = merger.join();
+    }
+}
+
+/// Starts a merge if one is due and none is running.
+fn merge_in_background(shared: &Arc<Shared>) {
+    let mut merger = shared.merger.lock().expect("merger lock poisoned");
+    if merger
+        .as_ref()
+        .is_some_and(|running| !running.is_finished())
+    {
+        return;
+    }
+    if let Some(finished) = merger.take() {
+        let _ = finished.join();
+    }
+    let due_now = due(&shared.state.read().expect("runs lock poisoned").runs).is_some();
+    if shared.stop.load(Ordering::SeqCst) || !due_now {
+        return;
+    }
+    let merging = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("annals-merge".into())
+        .spawn(move || loop {
+            match merge_once(&merging) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(error) => {
+                    tracing::error!(%error, "merging index runs failed; they stay as they are");
+                    break;
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => *merger = Some(handle),
+        Err(error) => tracing::error!(%error, "could not start merging index runs"),
     }
 }
 
@@ -808,8 +875,10 @@ mod tests {
 
     /// Waits (boundedly) for background merges to settle.
     fn settle(runs: &Runs) {
+        wait_for_flush(&runs.shared).unwrap();
         for _ in 0..500 {
             let idle = runs
+                .shared
                 .merger
                 .lock()
                 .unwrap()
