@@ -188,15 +188,19 @@ impl<'a> Snapshot<'a> {
         self.deciding(history, at, |change| change.earliest, |change| change.seq)
     }
 
-    fn relation_view(change: &RelationChange, at: Instant) -> proto::Relation {
+    fn relation_view(
+        timeline: &EntityTimeline,
+        change: &RelationChange,
+        at: Instant,
+    ) -> proto::Relation {
         proto::Relation {
-            a: change.a.to_string(),
-            b: change.b.to_string(),
-            kind: change.kind.to_string(),
+            a: String::from(&*change.a),
+            b: String::from(&*change.b),
+            kind: String::from(&*change.kind),
             directed: change.directed,
-            since: change.time.to_string(),
+            since: timeline.text(change.time).to_owned(),
             certain: change.latest <= at,
-            event_id: change.event_id.to_string(),
+            event_id: timeline.text(change.event_id).to_owned(),
         }
     }
 
@@ -226,7 +230,7 @@ impl<'a> Snapshot<'a> {
                 })
                 .filter_map(|history| self.deciding_relation(history, at))
                 .filter(|change| change.begins)
-                .map(|change| Snapshot::relation_view(change, at))
+                .map(|change| Snapshot::relation_view(timeline, change, at))
                 .collect()
         })
     }
@@ -268,13 +272,13 @@ impl<'a> Snapshot<'a> {
                 .attributes
                 .chunk_by(|x, y| x.key == y.key)
                 .filter_map(|history| self.deciding_attribute(history, at))
-                .filter(|change| !change.value.is_empty())
+                .filter(|change| !timeline.text(change.value).is_empty())
                 .map(|change| proto::Attribute {
-                    key: change.key.to_string(),
-                    value: change.value.to_string(),
-                    since: change.time.to_string(),
+                    key: String::from(&*change.key),
+                    value: timeline.text(change.value).to_owned(),
+                    since: timeline.text(change.time).to_owned(),
                     certain: change.latest <= at,
-                    event_id: change.event_id.to_string(),
+                    event_id: timeline.text(change.event_id).to_owned(),
                 })
                 .collect()
         })
@@ -308,9 +312,9 @@ impl<'a> Snapshot<'a> {
                         (true, None) => {
                             let interval = proto::RelationInterval {
                                 kind: change.kind.to_string(),
-                                from: change.time.to_string(),
+                                from: timeline.text(change.time).to_owned(),
                                 to: String::new(),
-                                begun_by: change.event_id.to_string(),
+                                begun_by: timeline.text(change.event_id).to_owned(),
                                 ended_by: String::new(),
                                 a: change.a.to_string(),
                                 b: change.b.to_string(),
@@ -319,8 +323,8 @@ impl<'a> Snapshot<'a> {
                             open = Some(((change.earliest, change.seq, change.effect), interval));
                         }
                         (false, Some((order, mut interval))) => {
-                            interval.to = change.time.to_string();
-                            interval.ended_by = change.event_id.to_string();
+                            interval.to = timeline.text(change.time).to_owned();
+                            interval.ended_by = timeline.text(change.event_id).to_owned();
                             intervals.push((order, interval));
                         }
                         (_, still_open) => open = still_open,
@@ -428,10 +432,10 @@ impl<'a> Snapshot<'a> {
                 (change.earliest, change.seq, change.effect, name),
                 proto::StateChange {
                     kind: kind as i32,
-                    relation: Some(Snapshot::relation_view(change, to)),
-                    at: change.time.to_string(),
+                    relation: Some(Snapshot::relation_view(timeline, change, to)),
+                    at: timeline.text(change.time).to_owned(),
                     certain: change.latest <= to,
-                    event_id: change.event_id.to_string(),
+                    event_id: timeline.text(change.event_id).to_owned(),
                     ..Default::default()
                 },
             );
@@ -439,7 +443,7 @@ impl<'a> Snapshot<'a> {
         for history in timeline.attributes.chunk_by(|x, y| x.key == y.key) {
             let value = |change: Option<&AttributeChange>| {
                 change
-                    .map(|change| change.value.to_string())
+                    .map(|change| timeline.text(change.value).to_owned())
                     .unwrap_or_default()
             };
             let after = self.deciding_attribute(history, to);
@@ -465,9 +469,9 @@ impl<'a> Snapshot<'a> {
                     key: change.key.to_string(),
                     value: current,
                     previous_value: previous,
-                    at: change.time.to_string(),
+                    at: timeline.text(change.time).to_owned(),
                     certain: change.latest <= to,
-                    event_id: change.event_id.to_string(),
+                    event_id: timeline.text(change.event_id).to_owned(),
                     ..Default::default()
                 },
             );

@@ -32,24 +32,38 @@ pub struct RelationChange {
     pub latest: Instant,
     pub seq: u64,
     pub effect: u32,
-    pub time: Box<str>,
-    pub event_id: Arc<str>,
+    /// The valid time as the event wrote it.
+    pub time: Text,
+    pub event_id: Text,
 }
 
-/// Heap bytes of a string held alone (allocator overhead included, roughly).
-fn owned(text: &str) -> usize {
-    text.len().next_multiple_of(16) + 16
+/// A string kept in its timeline's `texts` (see `EntityTimeline::text`).
+///
+/// The texts a query copies into its answer (valid times as written, event
+/// ids, attribute values) live in one buffer per timeline, laid out in the
+/// order of the sorted lists, rather than in an allocation each: at a
+/// million events a timeline is far larger than the CPU caches, and a
+/// pointer per text was a cache miss per text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Text {
+    start: u32,
+    len: u32,
 }
 
-/// Heap bytes of an event id (shared by the changes of one record; counted
-/// in full for each, an overestimate on purpose: the budget must hold).
-fn event_id_bytes(event_id: &str) -> usize {
-    owned(event_id) + 16
+/// Appends `text` to `texts`.
+fn put(texts: &mut String, text: &str) -> Text {
+    let start = u32::try_from(texts.len()).expect("a timeline's texts stay under 4 GiB");
+    texts.push_str(text);
+    Text {
+        start,
+        len: text.len() as u32,
+    }
 }
 
 impl RelationChange {
+    /// Bytes for the cache budget: the change and its texts.
     fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + owned(&self.time) + event_id_bytes(&self.event_id)
+        std::mem::size_of::<Self>() + (self.time.len + self.event_id.len) as usize
     }
 
     /// Sort order: the relation, then (earliest, seq, effect).
@@ -79,21 +93,18 @@ impl RelationChange {
 pub struct AttributeChange {
     pub key: Arc<str>,
     /// Empty unsets.
-    pub value: Box<str>,
+    pub value: Text,
     pub earliest: Instant,
     pub latest: Instant,
     pub seq: u64,
     pub effect: u32,
-    pub time: Box<str>,
-    pub event_id: Arc<str>,
+    pub time: Text,
+    pub event_id: Text,
 }
 
 impl AttributeChange {
     fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + owned(&self.time)
-            + owned(&self.value)
-            + event_id_bytes(&self.event_id)
+        std::mem::size_of::<Self>() + (self.time.len + self.value.len + self.event_id.len) as usize
     }
 
     fn order(&self) -> (&str, Instant, u64, u32) {
@@ -122,6 +133,8 @@ pub struct EntityTimeline {
     pub events: Vec<EventMention>,
     /// The longest span among `events`.
     pub max_span: Instant,
+    /// The texts of the changes (`Text`).
+    texts: String,
     pending: Pending,
 }
 
@@ -196,6 +209,33 @@ impl EntityTimeline {
         self.pending.events.push(mention);
     }
 
+    pub fn text(&self, text: Text) -> &str {
+        &self.texts[text.start as usize..(text.start + text.len) as usize]
+    }
+
+    /// Copies the texts into a new buffer in the order of the sorted lists
+    /// (after a load, which reads them in log order).
+    fn lay_out_texts(&mut self) {
+        let old = std::mem::take(&mut self.texts);
+        let mut texts = String::with_capacity(old.len());
+        let mut copy = |text: &mut Text| {
+            *text = put(
+                &mut texts,
+                &old[text.start as usize..(text.start + text.len) as usize],
+            );
+        };
+        for change in &mut self.relations {
+            copy(&mut change.time);
+            copy(&mut change.event_id);
+        }
+        for change in &mut self.attributes {
+            copy(&mut change.time);
+            copy(&mut change.value);
+            copy(&mut change.event_id);
+        }
+        self.texts = texts;
+    }
+
     /// Whether the lists hold everything added (no `settle` needed).
     pub fn is_settled(&self) -> bool {
         self.pending.relations.is_empty()
@@ -221,20 +261,13 @@ impl EntityTimeline {
     /// A rough count of the bytes the timeline holds, for the cache budget
     /// (pending items count as what they will be).
     fn bytes(&self) -> usize {
-        let relations: usize = self
-            .relations
-            .iter()
-            .chain(&self.pending.relations)
-            .map(RelationChange::bytes)
-            .sum();
-        let attributes: usize = self
-            .attributes
-            .iter()
-            .chain(&self.pending.attributes)
-            .map(AttributeChange::bytes)
-            .sum();
+        let relations = self.relations.len() + self.pending.relations.len();
+        let attributes = self.attributes.len() + self.pending.attributes.len();
         let events = self.events.len() + self.pending.events.len();
-        64 + relations + attributes + events * std::mem::size_of::<EventMention>()
+        64 + self.texts.capacity()
+            + relations * std::mem::size_of::<RelationChange>()
+            + attributes * std::mem::size_of::<AttributeChange>()
+            + events * std::mem::size_of::<EventMention>()
     }
 }
 
@@ -279,18 +312,19 @@ impl CacheState {
             };
             let timeline = Arc::clone(&cached.timeline);
             let entity = entity.to_string();
-            let (mention, changes) = self.record(key, value)?;
-            let mut added = std::mem::size_of::<EventMention>();
             let mut timeline = timeline.write().expect("timeline lock");
+            let (mention, changes) = self.record(key, value, &mut timeline.texts)?;
+            let mut added = std::mem::size_of::<EventMention>();
             timeline.insert_event(mention);
+            // Texts count twice: the buffer may double to hold them.
             for change in changes {
                 match change {
                     Loaded::Relation(change) => {
-                        added += change.bytes();
+                        added += 2 * change.bytes();
                         timeline.insert_relation(change);
                     }
                     Loaded::Attribute(change) => {
-                        added += change.bytes();
+                        added += 2 * change.bytes();
                         timeline.insert_attribute(change);
                     }
                 }
@@ -305,7 +339,12 @@ impl CacheState {
     }
 
     /// Reads one `entity_log` record: the event and its changes.
-    fn record(&mut self, key: &[u8], value: &[u8]) -> Result<(EventMention, Vec<Loaded>)> {
+    fn record(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        texts: &mut String,
+    ) -> Result<(EventMention, Vec<Loaded>)> {
         let record = EntityRecord::decode(value)
             .map_err(|_| Error::DataLoss("an entity_log record is damaged".into()))?;
         let split = key.iter().position(|byte| *byte == 0).unwrap_or(0) + 1;
@@ -313,32 +352,38 @@ impl CacheState {
             return Err(Error::DataLoss("an entity_log key is damaged".into()));
         }
         let seq = keys::decode_seq(&key[split..]);
-        let event_id: Arc<str> = Arc::from(record.event_id.as_str());
         let mention = EventMention {
             earliest: record.earliest,
             latest: record.latest,
             seq,
             kind: self.intern(&record.kind),
         };
+        let event_id = put(texts, &record.event_id);
         let changes = record
             .changes
             .into_iter()
-            .map(|change| self.change(seq, &event_id, change))
+            .map(|change| self.change(seq, event_id, change, texts))
             .collect();
         Ok((mention, changes))
     }
 
-    fn change(&mut self, seq: u64, event_id: &Arc<str>, record: ChangeRecord) -> Loaded {
-        let event_id = Arc::clone(event_id);
+    fn change(
+        &mut self,
+        seq: u64,
+        event_id: Text,
+        record: ChangeRecord,
+        texts: &mut String,
+    ) -> Loaded {
+        let time = put(texts, &record.time);
         if record.op == Op::Set as i32 {
             Loaded::Attribute(AttributeChange {
                 key: self.intern(&record.kind),
-                value: record.value.into_boxed_str(),
+                value: put(texts, &record.value),
                 earliest: record.earliest,
                 latest: record.latest,
                 seq,
                 effect: record.effect,
-                time: record.time.into_boxed_str(),
+                time,
                 event_id,
             })
         } else {
@@ -352,7 +397,7 @@ impl CacheState {
                 latest: record.latest,
                 seq,
                 effect: record.effect,
-                time: record.time.into_boxed_str(),
+                time,
                 event_id,
             })
         }
@@ -410,7 +455,7 @@ impl TimelineCache {
         let end = keys::prefix_end(&prefix);
         let mut timeline = EntityTimeline::default();
         for (key, value) in store.scan_derived(Tree::EntityLog, &prefix, &end)? {
-            let (mention, changes) = state.record(&key, &value)?;
+            let (mention, changes) = state.record(&key, &value, &mut timeline.texts)?;
             timeline.max_span = timeline
                 .max_span
                 .max(mention.latest.saturating_sub(mention.earliest));
@@ -429,6 +474,7 @@ impl TimelineCache {
         timeline
             .attributes
             .sort_by(|x, y| x.order().cmp(&y.order()));
+        timeline.lay_out_texts();
         let bytes = timeline.bytes();
         let shared = Arc::new(RwLock::new(timeline));
         state.timelines.insert(
