@@ -323,11 +323,13 @@ struct Round {
 
 /// Writes a round: the log, then the derived trees and the cached
 /// timelines under the cache lock, then one sync for all of it.
-fn commit(shared: &Shared, round: &Round) -> Result<()> {
+fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
     {
         let mut timelines = shared.timelines.lock();
-        shared.store.append(&round.entries, &round.derived)?;
         timelines.absorb(&round.derived)?;
+        shared
+            .store
+            .append(&round.entries, std::mem::take(&mut round.derived))?;
     }
     shared.store.sync()
 }
@@ -378,7 +380,7 @@ fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut cloc
         }
         if !round.entries.is_empty() {
             let last = round.entries.last().map_or(0, |entry| entry.seq);
-            if let Err(error) = commit(&shared, &round) {
+            if let Err(error) = commit(&shared, &mut round) {
                 tracing::error!(%error, "writing to the log failed; refusing further appends");
                 shared.failed.store(true, Ordering::SeqCst);
                 for (_, answer) in &mut answers {

@@ -155,7 +155,7 @@ pub fn verify(dir: &Path) -> Result<Report> {
 /// The derived trees a rebuild from `entries` gives, in memory.
 fn rebuilt(entries: &[StoredEntry]) -> Result<MemoryStore> {
     let memory = MemoryStore::new();
-    memory.append(entries, &[])?;
+    memory.append(entries, Vec::new())?;
     Index::rebuild(&memory)?;
     Ok(memory)
 }

@@ -92,7 +92,7 @@ async fn populated_store() -> tempfile::TempDir {
 /// in the indexing code would.
 fn mislead(dir: &Path, writes: &[Write]) {
     let store = SledStore::open(dir, 8 << 20).unwrap();
-    store.write_derived(writes).unwrap();
+    store.write_derived(writes.to_vec()).unwrap();
     store.checkpoint().unwrap();
 }
 

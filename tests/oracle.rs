@@ -419,7 +419,7 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     reopened.close();
 
     let bare = Arc::new(MemoryStore::new());
-    bare.append(&store.read(1, usize::MAX).unwrap(), &[])
+    bare.append(&store.read(1, usize::MAX).unwrap(), Vec::new())
         .unwrap();
     let caught_up = Database::open(bare, Limits::default()).unwrap();
     compare(

@@ -144,7 +144,7 @@ impl Index {
                 pending_ids.insert(entry.event.id.clone(), entry.seq);
                 writes.extend(self.apply(entry, &event, corrected));
             }
-            store.write_derived(&writes)?;
+            store.write_derived(writes)?;
             // Lets the store write its derived trees out, now that the
             // entries they derive from are durable.
             store.sync()?;

@@ -543,7 +543,7 @@ mod tests {
             .enumerate()
             .flat_map(|(i, entity)| (0..50).map(move |n| record(entity, (i * 50 + n + 1) as u64)))
             .collect();
-        store.write_derived(&writes).unwrap();
+        store.write_derived(writes).unwrap();
 
         let one = {
             let cache = TimelineCache::new(usize::MAX);

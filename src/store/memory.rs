@@ -22,7 +22,7 @@ impl MemoryStore {
 }
 
 impl LogStore for MemoryStore {
-    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()> {
+    fn append(&self, entries: &[StoredEntry], derived: Vec<Write>) -> Result<()> {
         {
             let mut log = self.log.write().expect("log lock poisoned");
             let last = log.keys().next_back().copied().unwrap_or(0);
@@ -87,13 +87,10 @@ impl LogStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn write_derived(&self, derived: &[Write]) -> Result<()> {
+    fn write_derived(&self, derived: Vec<Write>) -> Result<()> {
         let mut trees = self.derived.write().expect("index lock poisoned");
         for (tree, key, value) in derived {
-            trees
-                .entry(*tree)
-                .or_default()
-                .insert(key.clone(), value.clone());
+            trees.entry(tree).or_default().insert(key, value);
         }
         Ok(())
     }

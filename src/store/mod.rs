@@ -103,7 +103,7 @@ pub trait LogStore: Send + Sync + 'static {
     /// hold the derived writes of some prefix of the log (the `meta` tree's
     /// indexed seq says which), and opening the index catches up the rest.
     /// Not durable by itself: see `sync`.
-    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()>;
+    fn append(&self, entries: &[StoredEntry], derived: Vec<Write>) -> Result<()>;
 
     /// Makes every log write so far durable: once this returns `Ok`, they
     /// survive a crash or a power cut. Callers acknowledge an append to a
@@ -130,7 +130,7 @@ pub trait LogStore: Send + Sync + 'static {
     fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>>;
 
     /// Applies derived writes on their own (rebuilding, catching up).
-    fn write_derived(&self, derived: &[Write]) -> Result<()>;
+    fn write_derived(&self, derived: Vec<Write>) -> Result<()>;
 
     /// Empties every derived tree.
     fn clear_derived(&self) -> Result<()>;
@@ -165,8 +165,10 @@ pub(crate) mod contract {
 
     pub fn appends_and_reads_back(store: &dyn LogStore) {
         assert_eq!(store.last_seq().unwrap(), 0);
-        store.append(&[entry(1, "a"), entry(2, "b")], &[]).unwrap();
-        store.append(&[entry(3, "c")], &[]).unwrap();
+        store
+            .append(&[entry(1, "a"), entry(2, "b")], Vec::new())
+            .unwrap();
+        store.append(&[entry(3, "c")], Vec::new()).unwrap();
         store.sync().unwrap();
         assert_eq!(store.last_seq().unwrap(), 3);
         let all = store.read(1, 10).unwrap();
@@ -178,9 +180,11 @@ pub(crate) mod contract {
     }
 
     pub fn refuses_a_gap(store: &dyn LogStore) {
-        store.append(&[entry(1, "a")], &[]).unwrap();
-        assert!(store.append(&[entry(3, "c")], &[]).is_err());
-        assert!(store.append(&[entry(2, "b"), entry(4, "d")], &[]).is_err());
+        store.append(&[entry(1, "a")], Vec::new()).unwrap();
+        assert!(store.append(&[entry(3, "c")], Vec::new()).is_err());
+        assert!(store
+            .append(&[entry(2, "b"), entry(4, "d")], Vec::new())
+            .is_err());
         assert_eq!(
             store.last_seq().unwrap(),
             1,
@@ -204,7 +208,7 @@ pub(crate) mod contract {
             (Tree::Ids, b"a".to_vec(), vec![1]),
             (Tree::Meta, b"a".to_vec(), vec![9]),
         ];
-        store.append(&[entry(1, "a")], &derived).unwrap();
+        store.append(&[entry(1, "a")], derived.clone()).unwrap();
         assert_eq!(store.get_derived(Tree::Ids, b"a").unwrap(), Some(vec![1]));
         assert_eq!(store.get_derived(Tree::EntityLog, b"a").unwrap(), None);
         let all = store.scan_derived(Tree::Ids, b"", b"z").unwrap();
@@ -220,7 +224,7 @@ pub(crate) mod contract {
             1,
             "clearing indexes keeps the log"
         );
-        store.write_derived(&derived).unwrap();
+        store.write_derived(derived).unwrap();
         assert_eq!(store.get_derived(Tree::Meta, b"a").unwrap(), Some(vec![9]));
     }
 }

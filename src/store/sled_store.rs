@@ -113,7 +113,7 @@ impl SledStore {
 }
 
 impl LogStore for SledStore {
-    fn append(&self, entries: &[StoredEntry], derived: &[Write]) -> Result<()> {
+    fn append(&self, entries: &[StoredEntry], derived: Vec<Write>) -> Result<()> {
         if let Some(first) = entries.first() {
             let last = self.last_seq()?;
             for (expected, entry) in (last + 1..).zip(entries) {
@@ -187,12 +187,12 @@ impl LogStore for SledStore {
             .collect())
     }
 
-    fn write_derived(&self, derived: &[Write]) -> Result<()> {
-        self.derived.write(
-            derived
-                .iter()
-                .map(|(tree, key, value)| (tagged(*tree, key), value.clone())),
-        );
+    fn write_derived(&self, derived: Vec<Write>) -> Result<()> {
+        self.derived
+            .write(derived.into_iter().map(|(tree, mut key, value)| {
+                key.insert(0, tree.tag());
+                (key, value)
+            }));
         Ok(())
     }
 
@@ -241,7 +241,10 @@ mod tests {
         {
             let store = SledStore::open(dir.path(), 8 << 20).unwrap();
             store
-                .append(&[contract::entry(1, "a"), contract::entry(2, "b")], &[])
+                .append(
+                    &[contract::entry(1, "a"), contract::entry(2, "b")],
+                    Vec::new(),
+                )
                 .unwrap();
             store.sync().unwrap();
         }
