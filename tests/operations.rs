@@ -336,3 +336,53 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
     assert!(!output.status.success());
     assert!(text(&output).contains("empty"), "{}", text(&output));
 }
+
+/// A store written before the derived trees moved out of sled (they were
+/// sled trees beside `log`, and there was no `index/`) opens: the old trees
+/// are dropped, the index is rebuilt from the log, and the answers are the
+/// same.
+#[tokio::test]
+async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
+    let dir = populated_store().await;
+    let config = annals::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        seed: false,
+        cache_bytes: 8 << 20,
+        timeline_cache_bytes: 8 << 20,
+        ..annals::server::Config::default()
+    };
+    let server = annals::server::Server::start(&config).await.unwrap();
+    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    let expected = answers(&mut client).await;
+    server.shutdown().await.unwrap();
+
+    // The old layout: derived trees in sled (with stale contents), no runs.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        for tree in ["ids", "entity_log", "timeline", "meta"] {
+            db.open_tree(tree)
+                .unwrap()
+                .insert(b"stale", b"value")
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+
+    let server = annals::server::Server::start(&config).await.unwrap();
+    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    assert_eq!(answers(&mut client).await, expected);
+    server.shutdown().await.unwrap();
+    let names = sled::open(dir.path()).unwrap().tree_names();
+    assert!(
+        !names.iter().any(|name| name.as_ref() == b"entity_log"),
+        "the old trees are gone"
+    );
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+}
