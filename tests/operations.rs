@@ -112,6 +112,23 @@ fn damage_runs(dir: &Path) -> usize {
     damaged
 }
 
+/// An in-process server on `dir` with small caches.
+async fn serve(dir: &Path, seed: bool) -> (annals::server::Server, Client) {
+    let config = annals::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        seed,
+        cache_bytes: 8 << 20,
+        timeline_cache_bytes: 8 << 20,
+        ..annals::server::Config::default()
+    };
+    let server = annals::server::Server::start(&config).await.unwrap();
+    let client = Client::connect(&format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    (server, client)
+}
+
 #[tokio::test]
 async fn verify_passes_a_sound_store() {
     let dir = populated_store().await;
@@ -146,18 +163,7 @@ async fn a_damaged_log_entry_is_reported_and_read_as_data_loss() {
 
     // The server still starts (nothing replays the log) and says DATA_LOSS
     // rather than answering from the damaged entry.
-    let config = annals::server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        seed: true,
-        cache_bytes: 8 << 20,
-        timeline_cache_bytes: 8 << 20,
-        ..annals::server::Config::default()
-    };
-    let server = annals::server::Server::start(&config).await.unwrap();
-    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
-        .await
-        .unwrap();
+    let (server, mut client) = serve(dir.path(), true).await;
     let request = proto::GetEventRequest {
         selector: Some(proto::get_event_request::Selector::Seq(7)),
     };
@@ -272,17 +278,7 @@ async fn answers(client: &mut Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_restores_into_an_empty_store_with_identical_answers() {
     let dir = populated_store().await;
-    let config = |dir: &Path| annals::server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        seed: false,
-        cache_bytes: 8 << 20,
-        timeline_cache_bytes: 8 << 20,
-        ..annals::server::Config::default()
-    };
-    let original = annals::server::Server::start(&config(dir.path()))
-        .await
-        .unwrap();
+    let (original, mut client) = serve(dir.path(), false).await;
     let url = format!("http://{}", original.local_addr());
     let backup = dir.path().join("backup.jsonl");
     let output = annals(&[
@@ -293,7 +289,6 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
         &url,
     ]);
     assert!(output.status.success(), "{}", text(&output));
-    let mut client = Client::connect(&url).await.unwrap();
     let expected = answers(&mut client).await;
     let log = client.read_log(1, 1000, false).await.unwrap();
     original.shutdown().await.unwrap();
@@ -312,12 +307,7 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
         text(&output)
     );
 
-    let restored = annals::server::Server::start(&config(restored_dir.path()))
-        .await
-        .unwrap();
-    let mut client = Client::connect(&format!("http://{}", restored.local_addr()))
-        .await
-        .unwrap();
+    let (restored, mut client) = serve(restored_dir.path(), false).await;
     assert_eq!(
         client.read_log(1, 1000, false).await.unwrap(),
         log,
@@ -344,18 +334,7 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
 #[tokio::test]
 async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
     let dir = populated_store().await;
-    let config = annals::server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        seed: false,
-        cache_bytes: 8 << 20,
-        timeline_cache_bytes: 8 << 20,
-        ..annals::server::Config::default()
-    };
-    let server = annals::server::Server::start(&config).await.unwrap();
-    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
-        .await
-        .unwrap();
+    let (server, mut client) = serve(dir.path(), false).await;
     let expected = answers(&mut client).await;
     server.shutdown().await.unwrap();
 
@@ -372,10 +351,7 @@ async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
         db.flush().unwrap();
     }
 
-    let server = annals::server::Server::start(&config).await.unwrap();
-    let mut client = Client::connect(&format!("http://{}", server.local_addr()))
-        .await
-        .unwrap();
+    let (server, mut client) = serve(dir.path(), false).await;
     assert_eq!(answers(&mut client).await, expected);
     server.shutdown().await.unwrap();
     let names = sled::open(dir.path()).unwrap().tree_names();
