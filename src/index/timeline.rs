@@ -52,7 +52,8 @@ pub struct Text {
 
 /// Appends `text` to `texts`.
 fn put(texts: &mut String, text: &str) -> Text {
-    let start = u32::try_from(texts.len()).expect("a timeline's texts stay under 4 GiB");
+    let start = texts.len() as u32;
+    u32::try_from(texts.len() + text.len()).expect("a timeline's texts stay under 4 GiB");
     texts.push_str(text);
     Text {
         start,
