@@ -54,12 +54,17 @@ impl Tree {
         Tree::Meta,
     ];
 
-    /// The byte that sets the tree's keys apart where trees share a key space.
+    /// The byte that sets the tree's keys apart where trees share a key
+    /// space. It is stored in the index runs on disk: never renumber.
     pub fn tag(self) -> u8 {
-        Tree::ALL
-            .iter()
-            .position(|tree| *tree == self)
-            .expect("every tree is in ALL") as u8
+        match self {
+            Tree::Ids => 0,
+            Tree::EntityLog => 1,
+            Tree::Timeline => 2,
+            Tree::Declarations => 3,
+            Tree::Superseded => 4,
+            Tree::Meta => 5,
+        }
     }
 
     pub fn name(self) -> &'static str {

@@ -308,6 +308,9 @@ impl RunReader {
 
 /// Writes one run file: entries in ascending key order, each key once.
 struct RunWriter {
+    /// The flush numbers the run covers.
+    lo: u64,
+    hi: u64,
     out: BufWriter<File>,
     temporary: PathBuf,
     offset: u64,
@@ -322,6 +325,8 @@ impl RunWriter {
         let temporary = dir.join(format!("{}.tmp", Run::name(lo, hi)));
         let file = File::create(&temporary)?;
         Ok(RunWriter {
+            lo,
+            hi,
             out: BufWriter::with_capacity(1 << 20, file),
             temporary,
             offset: 0,
@@ -365,8 +370,9 @@ impl RunWriter {
     }
 
     /// Ends the file, makes it durable under its final name, and opens it.
-    fn finish(mut self, lo: u64, hi: u64, level: u32) -> Result<Run> {
+    fn finish(mut self, level: u32) -> Result<Run> {
         self.end_block()?;
+        let (lo, hi) = (self.lo, self.hi);
         let mut meta = Vec::new();
         encode_varint(self.blocks.len() as u64, &mut meta);
         for block in &self.blocks {
@@ -693,7 +699,7 @@ fn write_out(shared: &Arc<Shared>, frozen: Frozen) -> Result<()> {
         for (key, value) in table.iter() {
             writer.add(key, value)?;
         }
-        writer.finish(number, number, 0)
+        writer.finish(0)
     })();
     let mut state = shared.state.write().expect("runs lock poisoned");
     match written {
@@ -833,7 +839,7 @@ fn merge_once(shared: &Shared) -> Result<bool> {
             return Ok(false);
         }
     }
-    let merged = writer.finish(lo, hi, level)?;
+    let merged = writer.finish(level)?;
     let mut state = shared.state.write().expect("runs lock poisoned");
     let start = state
         .runs
@@ -978,7 +984,7 @@ mod tests {
         let stale = dir.path().join(Run::name(1, 1));
         let mut writer = RunWriter::create(dir.path(), 1, 1).unwrap();
         writer.add(&key(0), b"v0").unwrap();
-        writer.finish(1, 1, 0).unwrap();
+        writer.finish(0).unwrap();
         assert!(stale.exists());
         let runs = Runs::open(dir.path(), 1).unwrap();
         assert_eq!(runs.get(&key(0)).unwrap(), Some(b"v3".to_vec()));

@@ -236,6 +236,12 @@ mod tests {
     }
 
     #[test]
+    fn tree_tags_are_distinct_and_keep_their_on_disk_values() {
+        let tags: Vec<u8> = Tree::ALL.iter().map(|tree| tree.tag()).collect();
+        assert_eq!(tags, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
     fn entries_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
