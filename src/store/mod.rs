@@ -5,8 +5,8 @@
 //! `SledStore` on disk and `MemoryStore` for tests.
 
 mod encoding;
+mod derived;
 mod memory;
-mod runs;
 mod sled_store;
 
 pub use encoding::{decode_entry, encode_entry, seq_key, timestamp};
@@ -54,19 +54,7 @@ impl Tree {
         Tree::Meta,
     ];
 
-    /// The byte that sets the tree's keys apart where trees share a key
-    /// space. It is stored in the index runs on disk: never renumber.
-    pub fn tag(self) -> u8 {
-        match self {
-            Tree::Ids => 0,
-            Tree::EntityLog => 1,
-            Tree::Timeline => 2,
-            Tree::Declarations => 3,
-            Tree::Superseded => 4,
-            Tree::Meta => 5,
-        }
-    }
-
+    /// The tree's name: its fjall keyspace on disk. Never rename one.
     pub fn name(self) -> &'static str {
         match self {
             Tree::Ids => "ids",

@@ -1,7 +1,7 @@
 //! The disk engine: the log in sled 0.34.7, one tree `log` keyed by
-//! big-endian seq; the derived trees in sorted runs beside it (`runs`,
-//! directory `index/`), since a B-tree insert per derived key cost more than
-//! everything else an append does.
+//! big-endian seq; the derived trees in fjall beside it (`derived`,
+//! directory `derived/`), since a B-tree insert per derived key cost more
+//! than everything else an append does.
 //!
 //! Durability: sled's `flush` ends in `sync_file_range`, which writes pages
 //! out but does not flush the device's write cache, so an acknowledged
@@ -10,7 +10,7 @@
 //! That happens once per `append` call; the engine's single writer batches
 //! concurrent appends into one call (group commit), so they share it.
 
-use super::runs::Runs;
+use super::derived::DerivedTrees;
 use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Write};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -18,22 +18,17 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Derived writes kept in memory before they are written out as a run.
+/// Derived writes kept in memory per tree before they are flushed to disk.
 pub const DERIVED_BUFFER_BYTES: usize = 64 << 20;
 
-/// A derived key in the runs' one key space: the tree's tag, then the key.
-fn tagged(tree: Tree, key: &[u8]) -> Vec<u8> {
-    let mut tagged = Vec::with_capacity(key.len() + 1);
-    tagged.push(tree.tag());
-    tagged.extend_from_slice(key);
-    tagged
-}
+/// The block cache the derived trees share.
+const DERIVED_CACHE_BYTES: u64 = 128 << 20;
 
 pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
-    /// The derived trees, each key prefixed with its tree's tag.
-    derived: Runs,
+    /// The derived trees.
+    derived: DerivedTrees,
     dir: PathBuf,
     /// sled's data file, kept open to fdatasync it.
     data_file: File,
@@ -75,7 +70,18 @@ impl SledStore {
                 db.drop_tree(tree.name())?;
             }
         }
-        let derived = Runs::open(&dir.join("index"), buffer_bytes)?;
+        // Stores written before fjall kept the derived trees in run files
+        // of their own in `index/`: drop them too.
+        let runs = dir.join("index");
+        if runs.exists() {
+            tracing::info!("dropping the derived index runs of an older version");
+            std::fs::remove_dir_all(&runs)?;
+        }
+        let derived = DerivedTrees::open(
+            &dir.join("derived"),
+            buffer_bytes as u64,
+            DERIVED_CACHE_BYTES,
+        )?;
         let data_file = File::open(dir.join("db"))?;
         Ok(SledStore {
             db,
@@ -133,12 +139,8 @@ impl LogStore for SledStore {
         self.write_derived(derived)
     }
 
-    /// Syncs the log, then writes the derived writes out as a run if they
-    /// have passed their budget: only now are the entries they derive from
-    /// durable.
     fn sync(&self) -> Result<()> {
-        self.sync_files()?;
-        self.derived.flush_if_full()
+        self.sync_files()
     }
 
     /// A point lookup: much cheaper in sled than a one-entry range scan.
@@ -173,27 +175,15 @@ impl LogStore for SledStore {
     }
 
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.derived.get(&tagged(tree, key))
+        self.derived.get(tree, key)
     }
 
     fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
-        let pairs = self.derived.scan(&tagged(tree, from), &tagged(tree, to))?;
-        Ok(pairs
-            .into_iter()
-            .map(|(mut key, value)| {
-                key.remove(0);
-                (key, value)
-            })
-            .collect())
+        self.derived.scan(tree, from, to)
     }
 
     fn write_derived(&self, derived: Vec<Write>) -> Result<()> {
-        self.derived
-            .write(derived.into_iter().map(|(tree, mut key, value)| {
-                key.insert(0, tree.tag());
-                (key, value)
-            }));
-        Ok(())
+        self.derived.write(derived)
     }
 
     fn clear_derived(&self) -> Result<()> {
@@ -202,7 +192,7 @@ impl LogStore for SledStore {
 
     fn checkpoint(&self) -> Result<()> {
         self.sync_files()?;
-        self.derived.flush()
+        self.derived.checkpoint()
     }
 }
 
@@ -233,12 +223,6 @@ mod tests {
         contract::refuses_a_gap(&fresh);
         let (_dir, fresh) = store();
         contract::keeps_derived_trees(&fresh);
-    }
-
-    #[test]
-    fn tree_tags_are_distinct_and_keep_their_on_disk_values() {
-        let tags: Vec<u8> = Tree::ALL.iter().map(|tree| tree.tag()).collect();
-        assert_eq!(tags, vec![0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
