@@ -627,6 +627,12 @@ fn verify(data_dir: &std::path::Path) -> Outcome {
         report.entries,
         report.indexed_seq
     );
+    if report.recovered > 0 {
+        println!(
+            "recovered: {} acknowledged log entries sled had lost were given back from the log tail",
+            report.recovered
+        );
+    }
     if report.is_clean() {
         println!("ok: checksums, seqs and derived trees agree with the log");
         return Ok(());

@@ -23,6 +23,9 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// What `verify` found.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Entries that opening the store gave back to sled from the log tail
+    /// (a crash had taken them from sled after they were acknowledged).
+    pub recovered: u64,
     pub entries: u64,
     pub indexed_seq: u64,
     pub faults: Vec<String>,
@@ -58,7 +61,16 @@ fn open(dir: &Path) -> Result<SledStore> {
 /// that lags the log after a crash, as the next open catches it up).
 pub fn verify(dir: &Path) -> Result<Report> {
     let store = open(dir)?;
-    let mut report = Report::default();
+    let mut report = Report {
+        recovered: store.recovered(),
+        ..Report::default()
+    };
+    if let Some(damage) = store.index_damage() {
+        report.fault(format!(
+            "the derived index was damaged and could not be opened ({damage}); it was dropped, \
+             and the next start (or rebuild-indexes) rebuilds it from the log"
+        ));
+    }
     let last = store.last_seq()?;
     let mut good: Vec<StoredEntry> = Vec::new();
     let mut log_sound = true;

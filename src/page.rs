@@ -1,8 +1,9 @@
 //! Pagination: page sizes and opaque page tokens.
 //!
-//! A token says where the next page starts and which snapshot (`as_of` seq)
-//! the first page read, so that appends between pages neither shift nor
-//! duplicate results. It is bound to the request's filters by a fingerprint
+//! A token says where the next page starts (an offset, or the key of the
+//! last item returned, for listings that can seek to it) and which snapshot
+//! (`as_of` seq) the first page read, so that appends between pages neither
+//! shift nor duplicate results. It is bound to the request's filters by a fingerprint
 //! and carries a checksum: a token from another query, or a tampered one, is
 //! refused rather than misread.
 
@@ -12,10 +13,13 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// Where a paginated listing resumes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
     pub offset: u64,
     pub as_of: u64,
+    /// The key of the last item of the previous page (empty: resume at
+    /// `offset` instead).
+    pub after: Vec<u8>,
 }
 
 /// 0 means the default; larger than the maximum is reduced to it.
@@ -38,11 +42,15 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
     hash
 }
 
-pub fn encode(cursor: Cursor, fingerprint: u64) -> String {
-    let mut bytes = Vec::with_capacity(28);
+/// The longest resume key a token carries.
+const MAX_AFTER: usize = 1024;
+
+pub fn encode(cursor: &Cursor, fingerprint: u64) -> String {
+    let mut bytes = Vec::with_capacity(28 + cursor.after.len());
     bytes.extend_from_slice(&cursor.offset.to_be_bytes());
     bytes.extend_from_slice(&cursor.as_of.to_be_bytes());
     bytes.extend_from_slice(&fingerprint.to_be_bytes());
+    bytes.extend_from_slice(&cursor.after);
     bytes.extend_from_slice(&crc32fast::hash(&bytes).to_be_bytes());
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -53,13 +61,17 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>> {
         return Ok(None);
     }
     let invalid = |why: &str| Error::invalid("page_token", why.to_string());
-    if token.len() != 56 || !token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+    let well_formed = token.len() >= 56
+        && token.len() % 2 == 0
+        && token.len() <= 2 * (28 + MAX_AFTER)
+        && token.bytes().all(|byte| byte.is_ascii_hexdigit());
+    if !well_formed {
         return Err(invalid("not a page token of this server"));
     }
-    let bytes: Vec<u8> = (0..28)
+    let bytes: Vec<u8> = (0..token.len() / 2)
         .map(|i| u8::from_str_radix(&token[2 * i..2 * i + 2], 16).unwrap_or(0))
         .collect();
-    let (body, checksum) = bytes.split_at(24);
+    let (body, checksum) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body).to_be_bytes() != checksum {
         return Err(invalid("the page token is damaged"));
     }
@@ -72,19 +84,38 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>> {
     Ok(Some(Cursor {
         offset: word(0),
         as_of: word(1),
+        after: body[24..].to_vec(),
     }))
+}
+
+/// The token of the page after the item keyed `after`, in the same
+/// snapshot.
+pub fn after(as_of: u64, after: Vec<u8>, fingerprint: u64) -> String {
+    if after.len() > MAX_AFTER {
+        // A key this long cannot be seeked to; no listing makes one.
+        return String::new();
+    }
+    encode(
+        &Cursor {
+            offset: 0,
+            as_of,
+            after,
+        },
+        fingerprint,
+    )
 }
 
 /// One page of `items` from `cursor` on, and the token of the next page
 /// (empty after the last one).
-pub fn slice<T>(items: Vec<T>, cursor: Cursor, size: usize, fingerprint: u64) -> (Vec<T>, String) {
+pub fn slice<T>(items: Vec<T>, cursor: &Cursor, size: usize, fingerprint: u64) -> (Vec<T>, String) {
     let start = (cursor.offset as usize).min(items.len());
     let end = start.saturating_add(size).min(items.len());
     let next = if end < items.len() {
         encode(
-            Cursor {
+            &Cursor {
                 offset: end as u64,
                 as_of: cursor.as_of,
+                after: Vec::new(),
             },
             fingerprint,
         )
@@ -104,9 +135,16 @@ mod tests {
         let cursor = Cursor {
             offset: 200,
             as_of: 42,
+            after: Vec::new(),
         };
-        let token = encode(cursor, 7);
+        let token = encode(&cursor, 7);
         assert_eq!(decode(&token, 7).unwrap(), Some(cursor));
+        let resume = after(42, b"ally\0china\0russia\0\0".to_vec(), 7);
+        assert_eq!(
+            decode(&resume, 7).unwrap().unwrap().after,
+            b"ally\0china\0russia\0\0".to_vec()
+        );
+        assert!(decode(&resume[..resume.len() - 2], 7).is_err(), "cut short");
         assert!(decode(&token, 8).is_err(), "another query's token");
         let mut tampered = token.clone().into_bytes();
         tampered[10] = if tampered[10] == b'0' { b'1' } else { b'0' };
@@ -121,22 +159,25 @@ mod tests {
         let first = Cursor {
             offset: 0,
             as_of: 1,
+            after: Vec::new(),
         };
-        let (page, next) = slice(items.clone(), first, 100, 9);
+        let (page, next) = slice(items.clone(), &first, 100, 9);
         assert_eq!(page.len(), 100);
         let cursor = decode(&next, 9).unwrap().unwrap();
         assert_eq!(
             cursor,
             Cursor {
                 offset: 100,
-                as_of: 1
+                as_of: 1,
+                after: Vec::new(),
             }
         );
         let (page, next) = slice(
             items.clone(),
-            Cursor {
+            &Cursor {
                 offset: 200,
                 as_of: 1,
+                after: Vec::new(),
             },
             100,
             9,

@@ -11,14 +11,11 @@
 //! they are plain data, and a second copy of each would add nothing.
 
 use crate::error::{Error, Result};
-use crate::index::records::EventRecord;
-use crate::index::{
-    keys, AttributeChange, Declared, EntityTimeline, Index, RelationChange, TimelineCache,
-};
+use crate::index::records::EventValue;
+use crate::index::{keys, Change, Declared, History, Index, Name, Part, TimelineCache};
 use crate::proto;
 use crate::store::{LogStore, Tree};
 use crate::time::Instant;
-use prost::Message;
 use std::collections::BTreeMap;
 
 /// The index as known at seq `as_of`.
@@ -38,6 +35,8 @@ pub struct EventFilter {
     pub from: Instant,
     /// Last instant of the window (inclusive).
     pub to: Instant,
+    /// At most this many (the first, in valid-time order); all when `None`.
+    pub limit: Option<usize>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -146,93 +145,83 @@ impl<'a> Snapshot<'a> {
             .collect()
     }
 
-    fn timeline<R>(&self, entity: &str, read: impl FnOnce(&EntityTimeline) -> R) -> Result<R> {
-        let timeline = self.timelines.get(self.store, entity)?;
-        let poisoned = || Error::Storage("a timeline lock was poisoned".into());
-        if !timeline.read().map_err(|_| poisoned())?.is_settled() {
-            timeline.write().map_err(|_| poisoned())?.settle();
-        }
-        let timeline = timeline.read().map_err(|_| poisoned())?;
-        Ok(read(&timeline))
+    /// Walks `entity`'s relations (or attributes) group by group.
+    fn walk(
+        &self,
+        entity: &str,
+        part: Part,
+        visit: &mut dyn FnMut(Name, History) -> Result<bool>,
+    ) -> Result<()> {
+        self.timelines.walk(self.store, entity, part, None, visit)
     }
 
     /// The change that decides one relation or attribute at Q: the last of
     /// `history` (sorted by earliest, seq, effect) that applies and is in force.
-    fn deciding<'t, T>(
-        &self,
-        history: &'t [T],
-        at: Instant,
-        earliest: impl Fn(&T) -> Instant,
-        seq: impl Fn(&T) -> u64,
-    ) -> Option<&'t T> {
-        let applicable = history.partition_point(|change| earliest(change) <= at);
+    fn deciding<'t>(&self, history: &'t [Change], at: Instant) -> Option<&'t Change> {
+        let applicable = history.partition_point(|change| change.earliest <= at);
         history[..applicable]
             .iter()
             .rev()
-            .find(|change| self.in_force(seq(change)))
+            .find(|change| self.in_force(change.seq))
     }
 
-    fn deciding_relation<'t>(
-        &self,
-        history: &'t [RelationChange],
-        at: Instant,
-    ) -> Option<&'t RelationChange> {
-        self.deciding(history, at, |change| change.earliest, |change| change.seq)
-    }
-
-    fn deciding_attribute<'t>(
-        &self,
-        history: &'t [AttributeChange],
-        at: Instant,
-    ) -> Option<&'t AttributeChange> {
-        self.deciding(history, at, |change| change.earliest, |change| change.seq)
-    }
-
-    fn relation_view(
-        timeline: &EntityTimeline,
-        change: &RelationChange,
-        at: Instant,
-    ) -> proto::Relation {
+    fn relation_view(name: Name, history: History, change: &Change, at: Instant) -> proto::Relation {
         proto::Relation {
-            a: String::from(&*change.a),
-            b: String::from(&*change.b),
-            kind: String::from(&*change.kind),
-            directed: change.directed,
-            since: timeline.text(change.time).to_owned(),
+            a: name.a.to_owned(),
+            b: name.b.to_owned(),
+            kind: name.kind.to_owned(),
+            directed: name.directed,
+            since: history.time(change).to_owned(),
             certain: change.latest <= at,
-            event_id: timeline.text(change.event_id).to_owned(),
+            event_id: history.event_id(change).to_owned(),
         }
     }
 
-    /// Relations of one entity active at Q, by (kind, a, b).
+    /// Relations of one entity active at Q, by (kind, a, b, directed).
     fn relations_of(
         &self,
         entity: &str,
         counterpart: Option<&str>,
         kind: Option<&str>,
         at: Instant,
-    ) -> Result<Vec<proto::Relation>> {
-        self.timeline(entity, |timeline| {
-            timeline
-                .relations
-                .chunk_by(RelationChange::same_relation)
-                .filter(|history| {
-                    let first = &history[0];
-                    kind.is_none_or(|kind| &*first.kind == kind)
-                        && counterpart.is_none_or(|other| {
-                            let theirs = if &*first.a == entity {
-                                &first.b
-                            } else {
-                                &first.a
-                            };
-                            &**theirs == other
-                        })
-                })
-                .filter_map(|history| self.deciding_relation(history, at))
-                .filter(|change| change.begins)
-                .map(|change| Snapshot::relation_view(timeline, change, at))
-                .collect()
-        })
+        relations: &mut Vec<proto::Relation>,
+    ) -> Result<()> {
+        self.relations_page(entity, counterpart, kind, at, None, usize::MAX, relations)
+    }
+
+    /// Up to `limit` relations of one entity active at Q, by (kind, a, b,
+    /// directed), after the relation whose group key (`keys::relation_group`)
+    /// is `after`: a page of them, read from where the last one ended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn relations_page(
+        &self,
+        entity: &str,
+        counterpart: Option<&str>,
+        kind: Option<&str>,
+        at: Instant,
+        after: Option<&[u8]>,
+        limit: usize,
+        relations: &mut Vec<proto::Relation>,
+    ) -> Result<()> {
+        let mut found = 0;
+        if limit == 0 {
+            return Ok(());
+        }
+        self.timelines
+            .walk(self.store, entity, Part::Relations, after, &mut |name, history| {
+                let theirs = if name.a == entity { name.b } else { name.a };
+                let wanted = kind.is_none_or(|kind| name.kind == kind)
+                    && counterpart.is_none_or(|other| theirs == other);
+                if wanted {
+                    if let Some(change) = self.deciding(history.changes, at) {
+                        if change.begins() {
+                            relations.push(Snapshot::relation_view(name, history, change, at));
+                            found += 1;
+                        }
+                    }
+                }
+                Ok(found < limit)
+            })
     }
 
     /// Relations active at Q: of `entity` (every relation when `None`),
@@ -244,44 +233,44 @@ impl<'a> Snapshot<'a> {
         kind: Option<&str>,
         at: Instant,
     ) -> Result<Vec<proto::Relation>> {
+        let mut relations = Vec::new();
         match (entity, counterpart) {
-            (Some(entity), _) => self.relations_of(entity, counterpart, kind, at),
-            (None, Some(other)) => self.relations_of(other, None, kind, at),
+            (Some(entity), _) => self.relations_of(entity, counterpart, kind, at, &mut relations)?,
+            (None, Some(other)) => self.relations_of(other, None, kind, at, &mut relations)?,
             (None, None) => {
                 // Every relation once: from the side of its `a`.
-                let mut all = Vec::new();
+                let mut of_entity = Vec::new();
                 for entity in self.index.declarations.keys() {
-                    all.extend(
-                        self.relations_of(entity, None, kind, at)?
-                            .into_iter()
-                            .filter(|relation| &relation.a == entity),
-                    );
+                    self.relations_of(entity, None, kind, at, &mut of_entity)?;
+                    relations.extend(of_entity.drain(..).filter(|relation| &relation.a == entity));
                 }
-                all.sort_by(|x, y| {
+                relations.sort_by(|x, y| {
                     (&x.kind, &x.a, &x.b, x.directed).cmp(&(&y.kind, &y.a, &y.b, y.directed))
                 });
-                Ok(all)
             }
         }
+        Ok(relations)
     }
 
     /// Attribute values in force at Q, by key.
     pub fn attributes(&self, entity: &str, at: Instant) -> Result<Vec<proto::Attribute>> {
-        self.timeline(entity, |timeline| {
-            timeline
-                .attributes
-                .chunk_by(|x, y| x.key == y.key)
-                .filter_map(|history| self.deciding_attribute(history, at))
-                .filter(|change| !timeline.text(change.value).is_empty())
-                .map(|change| proto::Attribute {
-                    key: String::from(&*change.key),
-                    value: timeline.text(change.value).to_owned(),
-                    since: timeline.text(change.time).to_owned(),
-                    certain: change.latest <= at,
-                    event_id: timeline.text(change.event_id).to_owned(),
-                })
-                .collect()
-        })
+        let mut attributes = Vec::new();
+        self.walk(entity, Part::Attributes, &mut |name, history| {
+            if let Some(change) = self.deciding(history.changes, at) {
+                let value = history.value(change);
+                if !value.is_empty() {
+                    attributes.push(proto::Attribute {
+                        key: name.kind.to_owned(),
+                        value: value.to_owned(),
+                        since: history.time(change).to_owned(),
+                        certain: change.latest <= at,
+                        event_id: history.event_id(change).to_owned(),
+                    });
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(attributes)
     }
 
     /// Every interval during which a relation between `a` and `b` (any
@@ -292,90 +281,83 @@ impl<'a> Snapshot<'a> {
         b: Option<&str>,
         kind: Option<&str>,
     ) -> Result<Vec<proto::RelationInterval>> {
-        self.timeline(a, |timeline| {
-            let mut intervals = Vec::new();
-            let wanted = |change: &RelationChange| {
-                let theirs = if &*change.a == a {
-                    &change.b
-                } else {
-                    &change.a
-                };
-                kind.is_none_or(|kind| &*change.kind == kind) && b.is_none_or(|b| &**theirs == b)
-            };
-            for history in timeline.relations.chunk_by(RelationChange::same_relation) {
-                if !wanted(&history[0]) {
-                    continue;
-                }
-                let mut open: Option<((Instant, u64, u32), proto::RelationInterval)> = None;
-                for change in history.iter().filter(|change| self.in_force(change.seq)) {
-                    match (change.begins, open.take()) {
-                        (true, None) => {
-                            let interval = proto::RelationInterval {
-                                kind: change.kind.to_string(),
-                                from: timeline.text(change.time).to_owned(),
-                                to: String::new(),
-                                begun_by: timeline.text(change.event_id).to_owned(),
-                                ended_by: String::new(),
-                                a: change.a.to_string(),
-                                b: change.b.to_string(),
-                                directed: change.directed,
-                            };
-                            open = Some(((change.earliest, change.seq, change.effect), interval));
-                        }
-                        (false, Some((order, mut interval))) => {
-                            interval.to = timeline.text(change.time).to_owned();
-                            interval.ended_by = timeline.text(change.event_id).to_owned();
-                            intervals.push((order, interval));
-                        }
-                        (_, still_open) => open = still_open,
-                    }
-                }
-                intervals.extend(open);
+        let mut intervals = Vec::new();
+        self.walk(a, Part::Relations, &mut |name, history| {
+            let theirs = if name.a == a { name.b } else { name.a };
+            if !(kind.is_none_or(|kind| name.kind == kind) && b.is_none_or(|b| theirs == b)) {
+                return Ok(true);
             }
-            intervals.sort_by_key(|(order, _)| *order);
-            intervals
-                .into_iter()
-                .map(|(_, interval)| interval)
-                .collect()
-        })
+            let mut open: Option<((Instant, u64, u32), proto::RelationInterval)> = None;
+            for change in history.changes.iter().filter(|change| self.in_force(change.seq)) {
+                match (change.begins(), open.take()) {
+                    (true, None) => {
+                        let interval = proto::RelationInterval {
+                            kind: name.kind.to_owned(),
+                            from: history.time(change).to_owned(),
+                            to: String::new(),
+                            begun_by: history.event_id(change).to_owned(),
+                            ended_by: String::new(),
+                            a: name.a.to_owned(),
+                            b: name.b.to_owned(),
+                            directed: name.directed,
+                        };
+                        open = Some(((change.earliest, change.seq, change.effect), interval));
+                    }
+                    (false, Some((order, mut interval))) => {
+                        interval.to = history.time(change).to_owned();
+                        interval.ended_by = history.event_id(change).to_owned();
+                        intervals.push((order, interval));
+                    }
+                    (_, still_open) => open = still_open,
+                }
+            }
+            intervals.extend(open);
+            Ok(true)
+        })?;
+        intervals.sort_by_key(|(order, _)| *order);
+        Ok(intervals
+            .into_iter()
+            .map(|(_, interval)| interval)
+            .collect())
     }
 
-    /// Seqs of events whose valid time overlaps the window, by (earliest, seq).
+    /// Seqs of events whose valid time overlaps the window, by (earliest,
+    /// seq): the first `filter.limit` of them when it is set.
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<u64>> {
-        let wanted = |seq: u64, latest: Instant, kind: &str| {
-            seq <= self.as_of
-                && latest >= filter.from
-                && filter.kind.as_deref().is_none_or(|wanted| wanted == kind)
-        };
-        match &filter.entity {
-            Some(entity) => self.timeline(entity, |timeline| {
-                let first = filter.from.saturating_sub(timeline.max_span);
-                let start = timeline
-                    .events
-                    .partition_point(|event| event.earliest < first);
-                timeline.events[start..]
-                    .iter()
-                    .take_while(|event| event.earliest <= filter.to)
-                    .filter(|event| wanted(event.seq, event.latest, &event.kind))
-                    .map(|event| event.seq)
-                    .collect()
-            }),
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut seqs = Vec::new();
+        if limit == 0 {
+            return Ok(seqs);
+        }
+        let (tree, from, to, prefix) = match &filter.entity {
+            Some(entity) => {
+                let first = filter.from.saturating_sub(self.index.span_of(entity));
+                let prefix = keys::entity(entity);
+                let to = keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX));
+                (Tree::Mentions, keys::mention(entity, first, 0), to, prefix.len())
+            }
             None => {
                 let first = filter.from.saturating_sub(self.index.max_span);
-                let from = keys::instant(first);
                 let to = keys::prefix_end(&keys::instant(filter.to));
-                let mut seqs = Vec::new();
-                for (key, value) in self.store.scan_derived(Tree::Timeline, &from, &to)? {
-                    let record = EventRecord::decode(value.as_slice())
-                        .map_err(|_| Error::DataLoss("a timeline record is damaged".into()))?;
-                    let seq = keys::decode_seq(&key[8..]);
-                    if wanted(seq, record.latest, &record.kind) {
-                        seqs.push(seq);
-                    }
-                }
-                Ok(seqs)
+                (Tree::Timeline, keys::instant(first).to_vec(), to, 0)
             }
-        }
+        };
+        self.store.visit_derived(tree, &from, &to, &mut |key, value| {
+            let key = &key[prefix..];
+            if key.len() != 16 {
+                return Err(Error::DataLoss("an event key of the index is damaged".into()));
+            }
+            let seq = keys::decode_seq(&key[8..]);
+            let record = EventValue::decode(value)?;
+            let wanted = seq <= self.as_of
+                && record.latest >= filter.from
+                && filter.kind.as_deref().is_none_or(|kind| kind == record.kind);
+            if wanted {
+                seqs.push(seq);
+            }
+            Ok(seqs.len() < limit)
+        })?;
+        Ok(seqs)
     }
 
     /// What differs between the state at `from` and at `to`: relations begun
@@ -387,6 +369,7 @@ impl<'a> Snapshot<'a> {
         to: Instant,
         entity: Option<&str>,
     ) -> Result<Vec<proto::StateChange>> {
+        use proto::ChangeKind;
         let entities: Vec<&str> = match entity {
             Some(entity) => vec![entity],
             None => self.index.declarations.keys().map(String::as_str).collect(),
@@ -394,87 +377,72 @@ impl<'a> Snapshot<'a> {
         let mut changes: BTreeMap<(Instant, u64, u32, String), proto::StateChange> =
             BTreeMap::new();
         for entity in entities {
-            self.timeline(entity, |timeline| {
-                self.diff_timeline(timeline, entity, from, to, &mut changes);
+            self.walk(entity, Part::Relations, &mut |name, history| {
+                let was_active = self
+                    .deciding(history.changes, from)
+                    .is_some_and(Change::begins);
+                let after = self.deciding(history.changes, to);
+                let is_active = after.is_some_and(Change::begins);
+                let (Some(change), true) = (after, was_active != is_active) else {
+                    return Ok(true);
+                };
+                let kind = if is_active {
+                    ChangeKind::RelationBegun
+                } else {
+                    ChangeKind::RelationEnded
+                };
+                let key = format!("{}\0{}\0{}\0{}", name.kind, name.a, name.b, name.directed);
+                changes.insert(
+                    (change.earliest, change.seq, change.effect, key),
+                    proto::StateChange {
+                        kind: kind as i32,
+                        relation: Some(Snapshot::relation_view(name, history, change, to)),
+                        at: history.time(change).to_owned(),
+                        certain: change.latest <= to,
+                        event_id: history.event_id(change).to_owned(),
+                        ..Default::default()
+                    },
+                );
+                Ok(true)
+            })?;
+            self.walk(entity, Part::Attributes, &mut |name, history| {
+                let value = |change: Option<&Change>| {
+                    change
+                        .map(|change| history.value(change).to_owned())
+                        .unwrap_or_default()
+                };
+                let after = self.deciding(history.changes, to);
+                let (previous, current) = (value(self.deciding(history.changes, from)), value(after));
+                let (Some(change), true) = (after, previous != current) else {
+                    return Ok(true);
+                };
+                let kind = if current.is_empty() {
+                    ChangeKind::AttributeUnset
+                } else {
+                    ChangeKind::AttributeSet
+                };
+                changes.insert(
+                    (
+                        change.earliest,
+                        change.seq,
+                        change.effect,
+                        format!("{entity}\0{}", name.kind),
+                    ),
+                    proto::StateChange {
+                        kind: kind as i32,
+                        entity: entity.to_string(),
+                        key: name.kind.to_owned(),
+                        value: current,
+                        previous_value: previous,
+                        at: history.time(change).to_owned(),
+                        certain: change.latest <= to,
+                        event_id: history.event_id(change).to_owned(),
+                        ..Default::default()
+                    },
+                );
+                Ok(true)
             })?;
         }
         Ok(changes.into_values().collect())
-    }
-
-    fn diff_timeline(
-        &self,
-        timeline: &EntityTimeline,
-        entity: &str,
-        from: Instant,
-        to: Instant,
-        changes: &mut BTreeMap<(Instant, u64, u32, String), proto::StateChange>,
-    ) {
-        use proto::ChangeKind;
-        for history in timeline.relations.chunk_by(RelationChange::same_relation) {
-            let was_active = self
-                .deciding_relation(history, from)
-                .is_some_and(|change| change.begins);
-            let after = self.deciding_relation(history, to);
-            let is_active = after.is_some_and(|change| change.begins);
-            let (Some(change), true) = (after, was_active != is_active) else {
-                continue;
-            };
-            let kind = if is_active {
-                ChangeKind::RelationBegun
-            } else {
-                ChangeKind::RelationEnded
-            };
-            let name = format!(
-                "{}\0{}\0{}\0{}",
-                change.kind, change.a, change.b, change.directed
-            );
-            changes.insert(
-                (change.earliest, change.seq, change.effect, name),
-                proto::StateChange {
-                    kind: kind as i32,
-                    relation: Some(Snapshot::relation_view(timeline, change, to)),
-                    at: timeline.text(change.time).to_owned(),
-                    certain: change.latest <= to,
-                    event_id: timeline.text(change.event_id).to_owned(),
-                    ..Default::default()
-                },
-            );
-        }
-        for history in timeline.attributes.chunk_by(|x, y| x.key == y.key) {
-            let value = |change: Option<&AttributeChange>| {
-                change
-                    .map(|change| timeline.text(change.value).to_owned())
-                    .unwrap_or_default()
-            };
-            let after = self.deciding_attribute(history, to);
-            let (previous, current) = (value(self.deciding_attribute(history, from)), value(after));
-            let (Some(change), true) = (after, previous != current) else {
-                continue;
-            };
-            let kind = if current.is_empty() {
-                ChangeKind::AttributeUnset
-            } else {
-                ChangeKind::AttributeSet
-            };
-            changes.insert(
-                (
-                    change.earliest,
-                    change.seq,
-                    change.effect,
-                    format!("{entity}\0{}", change.key),
-                ),
-                proto::StateChange {
-                    kind: kind as i32,
-                    entity: entity.to_string(),
-                    key: change.key.to_string(),
-                    value: current,
-                    previous_value: previous,
-                    at: timeline.text(change.time).to_owned(),
-                    certain: change.latest <= to,
-                    event_id: timeline.text(change.event_id).to_owned(),
-                    ..Default::default()
-                },
-            );
-        }
     }
 }

@@ -3,6 +3,7 @@
 //! mapped to a `Status` in exactly one place (`impl From<Error> for Status`).
 
 use crate::engine::{wire_entry, Database};
+use crate::index::keys;
 use crate::error::Error;
 use crate::model::{check_kind, Event};
 use crate::page::{self, Cursor};
@@ -136,7 +137,11 @@ fn cursor(
                 ));
             }
             let as_of = if as_of_seq == 0 { last } else { as_of_seq };
-            Ok(Cursor { offset: 0, as_of })
+            Ok(Cursor {
+                offset: 0,
+                as_of,
+                after: Vec::new(),
+            })
         }
     }
 }
@@ -305,7 +310,7 @@ impl TimelineService for Service {
         })?;
         let (entities, next_page_token) = page::slice(
             entities,
-            cursor,
+            &cursor,
             page::page_size(request.page_size),
             fingerprint,
         );
@@ -336,21 +341,38 @@ impl TimelineService for Service {
             fingerprint,
             request.as_of_seq,
         )?;
-        let relations = self.db.read(cursor.as_of, |snapshot| {
+        let size = page::page_size(request.page_size);
+        let (relations, next_page_token) = self.db.read(cursor.as_of, |snapshot| {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))
                 .transpose()?;
             let counterpart = optional(&request.counterpart)
                 .map(|name| resolve(snapshot, "counterpart", name))
                 .transpose()?;
-            snapshot.relations(entity.as_deref(), counterpart.as_deref(), kind, at)
+            // With a counterpart alone, its relations with anyone.
+            let (entity, counterpart) = match (entity.as_deref(), counterpart.as_deref()) {
+                (Some(entity), counterpart) => (entity, counterpart),
+                (None, Some(counterpart)) => (counterpart, None),
+                (None, None) => {
+                    // The whole graph: every relation, then the page of it.
+                    let relations = snapshot.relations(None, None, kind, at)?;
+                    return Ok::<_, Error>(page::slice(relations, &cursor, size, fingerprint));
+                }
+            };
+            // One entity's relations: read from where the last page ended,
+            // one more than a page to know whether another follows.
+            let after = (!cursor.after.is_empty()).then_some(cursor.after.as_slice());
+            let mut relations = Vec::with_capacity(size.min(1024) + 1);
+            snapshot.relations_page(entity, counterpart, kind, at, after, size + 1, &mut relations)?;
+            let mut next = String::new();
+            if relations.len() > size {
+                relations.truncate(size);
+                let last = relations.last().expect("a full page");
+                let group = keys::relation_group(&last.kind, &last.a, &last.b, last.directed);
+                next = page::after(cursor.as_of, group, fingerprint);
+            }
+            Ok((relations, next))
         })??;
-        let (relations, next_page_token) = page::slice(
-            relations,
-            cursor,
-            page::page_size(request.page_size),
-            fingerprint,
-        );
         Ok(Response::new(proto::ListRelationsResponse {
             relations,
             next_page_token,
@@ -411,6 +433,11 @@ impl TimelineService for Service {
             fingerprint,
             request.as_of_seq,
         )?;
+        let size = page::page_size(request.page_size);
+        // Oldest first, the listing stops one past this page (to know there
+        // is another); newest first needs the whole window.
+        let limit = (!request.newest_first)
+            .then(|| (cursor.offset as usize).saturating_add(size).saturating_add(1));
         let mut seqs = self.db.read(cursor.as_of, |snapshot| {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))
@@ -420,17 +447,13 @@ impl TimelineService for Service {
                 kind,
                 from,
                 to,
+                limit,
             })
         })??;
         if request.newest_first {
             seqs.reverse();
         }
-        let (seqs, next_page_token) = page::slice(
-            seqs,
-            cursor,
-            page::page_size(request.page_size),
-            fingerprint,
-        );
+        let (seqs, next_page_token) = page::slice(seqs, &cursor, size, fingerprint);
         let entries = self.db.entries(&seqs, cursor.as_of)?;
         Ok(Response::new(proto::ListEventsResponse {
             entries,

@@ -8,7 +8,8 @@ mod common;
 use annals::client::{Client, EventQuery, TimelineServiceClient};
 use annals::proto;
 use common::{
-    at, begin, declare, end, event, get_by_seq, last_seq, set, two_countries, TestServer,
+    at, begin, declarations, declare, end, event, get_by_seq, last_seq, set, two_countries,
+    TestServer,
 };
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -1642,6 +1643,93 @@ async fn list_relations_whole_graph_filters_and_pagination() {
     assert_eq!(paged, all);
     let unique: HashSet<(String, String, String)> = relation_keys(&paged).into_iter().collect();
     assert_eq!(unique.len(), paged.len(), "no relation twice");
+    server.stop().await;
+}
+
+/// Every page of one entity's relations, `size` at a time, with `between`
+/// appended after the first page.
+async fn relation_pages(
+    client: &mut Client,
+    mut request: proto::ListRelationsRequest,
+    between: Vec<proto::Event>,
+) -> Vec<Vec<proto::Relation>> {
+    let mut between = Some(between);
+    let mut pages = Vec::new();
+    for _ in 0..100 {
+        let page = client
+            .raw()
+            .list_relations(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.relations.len() <= request.page_size as usize);
+        pages.push(page.relations);
+        if page.next_page_token.is_empty() {
+            return pages;
+        }
+        if let Some(events) = between.take() {
+            client.append(events, None).await.unwrap();
+        }
+        request.page_token = page.next_page_token;
+    }
+    panic!("ListRelations never ended");
+}
+
+#[tokio::test]
+async fn one_entitys_relations_page_from_where_the_last_page_ended() {
+    let server = TestServer::empty().await;
+    let mut client = server.client().await;
+    let others: Vec<String> = (0..7).map(|i| format!("other-{i}")).collect();
+    let mut names: Vec<&str> = vec!["hub"];
+    names.extend(others.iter().map(String::as_str));
+    client
+        .append(vec![declarations("decl", &names)], None)
+        .await
+        .unwrap();
+    // Two kinds with every other, one kind ended again.
+    let mut effects = Vec::new();
+    for other in &others {
+        effects.push(begin("hub", other, "trade"));
+        effects.push(begin("hub", other, "ally"));
+    }
+    effects.push(at("2001", end("hub", "other-3", "ally")));
+    client
+        .append(vec![event("links", "treaty_signed", "2000", effects)], None)
+        .await
+        .unwrap();
+    let all = client.relations("hub", "", "", "2002", 0).await.unwrap();
+    assert_eq!(all.len(), 13);
+
+    let request = proto::ListRelationsRequest {
+        entity: "hub".into(),
+        at: "2002".into(),
+        page_size: 3,
+        ..Default::default()
+    };
+    // A relation begun between the pages, sorting among the first ones,
+    // must not shift the later pages: they keep the first page's snapshot.
+    let late = event("late", "meeting", "1999", vec![begin("hub", "other-0", "aid")]);
+    let pages = relation_pages(&mut client, request.clone(), vec![late]).await;
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 3, 3, 1]
+    );
+    assert_eq!(pages.concat(), all, "the pages are the whole answer, in order");
+
+    // With a counterpart, and with a page exactly as long as the answer.
+    let pair = proto::ListRelationsRequest {
+        counterpart: "other-5".into(),
+        page_size: 2,
+        ..request.clone()
+    };
+    let pages = relation_pages(&mut client, pair, Vec::new()).await;
+    assert_eq!(pages.len(), 1, "no empty page after a full last one");
+    assert_eq!(relation_keys(&pages[0]).len(), 2);
+
+    // A fresh listing sees the late relation.
+    let now = client.relations("hub", "", "", "2002", 0).await.unwrap();
+    assert_eq!(now.len(), 14);
+    assert_eq!(now[0].kind, "aid");
     server.stop().await;
 }
 

@@ -96,20 +96,34 @@ fn mislead(dir: &Path, writes: &[Write]) {
     store.checkpoint().unwrap();
 }
 
-/// Flips one byte in the middle of every index run file of a stopped store.
-fn damage_runs(dir: &Path) -> usize {
-    let mut damaged = 0;
-    for item in std::fs::read_dir(dir.join("index")).unwrap() {
-        let path = item.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "idx") {
-            let mut bytes = std::fs::read(&path).unwrap();
-            let middle = bytes.len() / 3;
-            bytes[middle] ^= 0x20;
-            std::fs::write(&path, bytes).unwrap();
-            damaged += 1;
+/// Every table file of the derived trees of a stopped store.
+fn table_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for item in std::fs::read_dir(dir).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.parent().is_some_and(|parent| parent.ends_with("tables")) {
+                found.push(path);
+            }
         }
     }
-    damaged
+    let mut found = Vec::new();
+    walk(&dir.join("derived"), &mut found);
+    found
+}
+
+/// Flips one byte a third of the way into every table file of the derived
+/// trees of a stopped store.
+fn damage_tables(dir: &Path) -> usize {
+    let tables = table_files(dir);
+    for path in &tables {
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 3;
+        bytes[middle] ^= 0x20;
+        std::fs::write(path, bytes).unwrap();
+    }
+    tables.len()
 }
 
 /// An in-process server on `dir` with small caches.
@@ -210,10 +224,10 @@ async fn wrong_indexes_are_reported_and_rebuilt_from_the_log() {
 }
 
 #[tokio::test]
-async fn damaged_index_runs_are_reported_and_rebuilt_from_the_log() {
+async fn damaged_index_tables_are_reported_and_rebuilt_from_the_log() {
     let dir = populated_store().await;
     assert!(
-        damage_runs(dir.path()) > 0,
+        damage_tables(dir.path()) > 0,
         "a clean stop writes the index out"
     );
     let output = verify(dir.path());
@@ -328,9 +342,9 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
 }
 
 /// A store written before the derived trees moved out of sled (they were
-/// sled trees beside `log`, and there was no `index/`) opens: the old trees
-/// are dropped, the index is rebuilt from the log, and the answers are the
-/// same.
+/// sled trees beside `log`, and there was no `derived/`) opens: the old
+/// trees are dropped, the index is rebuilt from the log, and the answers are
+/// the same.
 #[tokio::test]
 async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
     let dir = populated_store().await;
@@ -338,8 +352,9 @@ async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
     let expected = answers(&mut client).await;
     server.shutdown().await.unwrap();
 
-    // The old layout: derived trees in sled (with stale contents), no runs.
-    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    // The old layout: derived trees in sled (with stale contents), nothing
+    // beside them.
+    std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
     {
         let db = sled::open(dir.path()).unwrap();
         for tree in ["ids", "entity_log", "timeline", "meta"] {
@@ -359,6 +374,30 @@ async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
         !names.iter().any(|name| name.as_ref() == b"entity_log"),
         "the old trees are gone"
     );
+    let output = verify(dir.path());
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// A store written while the derived trees were run files of annals's own
+/// (`index/run-LO-HI.idx`, no `derived/`) opens: the runs are dropped, the
+/// index is rebuilt from the log in fjall, and the answers are the same.
+#[tokio::test]
+async fn a_store_with_index_runs_is_rebuilt_on_open() {
+    let dir = populated_store().await;
+    let (server, mut client) = serve(dir.path(), false).await;
+    let expected = answers(&mut client).await;
+    server.shutdown().await.unwrap();
+
+    std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
+    let runs = dir.path().join("index");
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::write(runs.join("run-1-1.idx"), b"an index run of the old layout").unwrap();
+
+    let (server, mut client) = serve(dir.path(), false).await;
+    assert_eq!(answers(&mut client).await, expected);
+    server.shutdown().await.unwrap();
+    assert!(!runs.exists(), "the runs are gone");
+    assert!(!table_files(dir.path()).is_empty(), "the index is in fjall");
     let output = verify(dir.path());
     assert!(output.status.success(), "{}", text(&output));
 }

@@ -46,7 +46,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; 9]
 }
 
-/// `entity ++ 0x00 ++ seq ++ effect`: a change or declaration by an entity.
+/// `entity ++ 0x00 ++ seq ++ effect`: a declaration of an entity.
 pub fn entity_effect(entity_id: &str, seq_number: u64, effect: u32) -> Vec<u8> {
     let mut key = entity(entity_id);
     key.extend_from_slice(&seq(seq_number));
@@ -54,9 +54,155 @@ pub fn entity_effect(entity_id: &str, seq_number: u64, effect: u32) -> Vec<u8> {
     key
 }
 
-/// `entity ++ 0x00 ++ seq`: an event naming an entity, in log order.
-pub fn entity_seq(entity_id: &str, seq_number: u64) -> Vec<u8> {
+/// Which part of an entity's changes a key belongs to: its relations or its
+/// attributes. The byte follows the entity's prefix in `changes` keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Relations,
+    Attributes,
+}
+
+impl Part {
+    fn byte(self) -> u8 {
+        match self {
+            Part::Relations => b'r',
+            Part::Attributes => b'a',
+        }
+    }
+}
+
+/// The prefix of every change to one part of an entity's state.
+pub fn part(entity_id: &str, part: Part) -> Vec<u8> {
     let mut key = entity(entity_id);
+    key.push(part.byte());
+    key
+}
+
+/// A relation as `changes` keys name it: `kind 0 a 0 b 0 directed`, so that
+/// byte order is the order of (kind, a, b, directed).
+pub fn relation_group(kind: &str, a: &str, b: &str, directed: bool) -> Vec<u8> {
+    let mut group = Vec::with_capacity(kind.len() + a.len() + b.len() + 4);
+    for text in [kind, a, b] {
+        group.extend_from_slice(text.as_bytes());
+        group.push(0);
+    }
+    group.push(u8::from(directed));
+    group
+}
+
+/// An attribute as `changes` keys name it: `key 0`.
+pub fn attribute_group(attribute: &str) -> Vec<u8> {
+    let mut group = Vec::with_capacity(attribute.len() + 1);
+    group.extend_from_slice(attribute.as_bytes());
+    group.push(0);
+    group
+}
+
+/// `entity 0x00 part group earliest seq effect`: one change to one
+/// relation or attribute touching the entity. An entity's changes to one
+/// relation (or attribute) sit side by side in (earliest, seq, effect)
+/// order, and its relations in (kind, a, b, directed) order.
+pub fn change(
+    entity_id: &str,
+    which: Part,
+    group: &[u8],
+    earliest: Instant,
+    seq_number: u64,
+    effect: u32,
+) -> Vec<u8> {
+    let mut key = part(entity_id, which);
+    key.reserve(group.len() + 20);
+    key.extend_from_slice(group);
+    key.extend_from_slice(&instant(earliest));
+    key.extend_from_slice(&seq(seq_number));
+    key.extend_from_slice(&effect.to_be_bytes());
+    key
+}
+
+/// The bytes at the end of a `changes` key after its group.
+pub const CHANGE_SUFFIX: usize = 20;
+
+/// A `changes` key taken apart. Everything borrows the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeKey<'a> {
+    pub entity: &'a str,
+    pub part: Part,
+    /// The group's bytes (`relation_group` or `attribute_group`).
+    pub group: &'a [u8],
+    pub earliest: Instant,
+    pub seq: u64,
+    pub effect: u32,
+}
+
+/// The strings of a relation group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelationName<'a> {
+    pub kind: &'a str,
+    pub a: &'a str,
+    pub b: &'a str,
+    pub directed: bool,
+}
+
+/// Reads a `changes` key; `None` when it is not one.
+pub fn parse_change(key: &[u8]) -> Option<ChangeKey<'_>> {
+    let split = key.iter().position(|byte| *byte == 0)?;
+    let entity = std::str::from_utf8(&key[..split]).ok()?;
+    let part = match key.get(split + 1)? {
+        b'r' => Part::Relations,
+        b'a' => Part::Attributes,
+        _ => return None,
+    };
+    let rest = &key[split + 2..];
+    if rest.len() < CHANGE_SUFFIX {
+        return None;
+    }
+    let (group, suffix) = rest.split_at(rest.len() - CHANGE_SUFFIX);
+    Some(ChangeKey {
+        entity,
+        part,
+        group,
+        earliest: decode_instant(&suffix[..8]),
+        seq: decode_seq(&suffix[8..16]),
+        effect: u32::from_be_bytes(suffix[16..20].try_into().ok()?),
+    })
+}
+
+/// Reads a relation group; `None` when it is not one.
+pub fn parse_relation_group(group: &[u8]) -> Option<RelationName<'_>> {
+    let mut fields = group.splitn(4, |byte| *byte == 0);
+    fn text(bytes: Option<&[u8]>) -> Option<&str> {
+        std::str::from_utf8(bytes?).ok()
+    }
+    let kind = text(fields.next())?;
+    let a = text(fields.next())?;
+    let b = text(fields.next())?;
+    let directed = match fields.next()? {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    Some(RelationName {
+        kind,
+        a,
+        b,
+        directed,
+    })
+}
+
+/// Reads an attribute group; `None` when it is not one.
+pub fn parse_attribute_group(group: &[u8]) -> Option<&str> {
+    let (last, key) = group.split_last()?;
+    if *last != 0 {
+        return None;
+    }
+    std::str::from_utf8(key).ok()
+}
+
+/// `entity 0x00 earliest seq`: an event naming the entity, in valid-time
+/// order.
+pub fn mention(entity_id: &str, earliest: Instant, seq_number: u64) -> Vec<u8> {
+    let mut key = entity(entity_id);
+    key.extend_from_slice(&instant(earliest));
     key.extend_from_slice(&seq(seq_number));
     key
 }
@@ -88,10 +234,30 @@ mod tests {
 
     #[test]
     fn entity_prefixes_do_not_overlap() {
-        let korea = entity_seq("korea", 1);
-        let north_korea = entity_seq("korea-north", 1);
+        let korea = mention("korea", 0, 1);
+        let north_korea = mention("korea-north", 0, 1);
         assert!(!north_korea.starts_with(&entity("korea")));
         assert!(korea.starts_with(&entity("korea")));
         assert!(prefix_end(&entity("korea")) > korea);
+    }
+
+    #[test]
+    fn change_keys_read_back_and_sort_by_relation_then_time() {
+        let group = relation_group("ally", "china", "north-korea", false);
+        let key = change("china", Part::Relations, &group, -5, 7, 2);
+        let parsed = parse_change(&key).unwrap();
+        assert_eq!(
+            (parsed.entity, parsed.part, parsed.earliest, parsed.seq, parsed.effect),
+            ("china", Part::Relations, -5, 7, 2)
+        );
+        let name = parse_relation_group(parsed.group).unwrap();
+        assert_eq!((name.kind, name.a, name.b, name.directed), ("ally", "china", "north-korea", false));
+        let later = change("china", Part::Relations, &group, 9, 1, 0);
+        let other = change("china", Part::Relations, &relation_group("ally", "china", "russia", false), -99, 1, 0);
+        assert!(key < later && later < other, "by relation, then by time");
+        let attribute = change("china", Part::Attributes, &attribute_group("leader"), 0, 1, 0);
+        assert_eq!(parse_attribute_group(parse_change(&attribute).unwrap().group), Some("leader"));
+        assert!(attribute.starts_with(&part("china", Part::Attributes)));
+        assert!(!key.starts_with(&part("china", Part::Attributes)));
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! Two parts. The *resident* part (`Index`) is small and loaded whole at
 //! open: entity declarations and their names, which events corrections
-//! withdrew, the longest event span. The *timelines* live in sled's derived
-//! trees (`records`, keyed by `keys`) and are read per entity into a bounded
-//! cache (`TimelineCache`) of change lists sorted by (relation or attribute,
-//! earliest instant, seq, effect), so that "latest change at or before Q as
-//! known at seq S" is a short walk per relation, with no replay of the log.
+//! withdrew, the longest event span (overall and per entity). Everything
+//! else lives in the derived trees (`records`, keyed by `keys`): an entity's
+//! changes grouped by relation or attribute and sorted by (earliest instant,
+//! seq, effect), so that "latest change at or before Q as known at seq S" is
+//! one ordered walk of the entity's changes (`timeline`), with a bounded
+//! cache of compact copies in front of it, and no replay of the log.
 //!
 //! Every derived tree is a pure function of the log. The writer folds each
 //! entry in before it is durable; readers never see it early because every
@@ -16,15 +17,16 @@ pub mod keys;
 pub mod records;
 mod timeline;
 
-pub use timeline::{AttributeChange, EntityTimeline, EventMention, RelationChange, TimelineCache};
+pub use keys::Part;
+pub use timeline::{Change, History, Name, TimelineCache};
 
 use crate::error::{Error, Result};
-use crate::model::{Change, Declaration, Event};
+use crate::model::{Change as Effect, Declaration, Event};
 use crate::proto;
 use crate::store::{LogStore, StoredEntry, Tree, Write};
 use crate::time::Instant;
 use prost::Message;
-use records::{DeclarationRecord, META_INDEXED_SEQ};
+use records::{span_key, DeclarationRecord, META_INDEXED_SEQ, META_SPAN_PREFIX};
 use std::collections::{BTreeMap, HashMap};
 
 const META_MAX_SPAN: &[u8] = b"max_span";
@@ -50,6 +52,8 @@ pub struct Index {
     /// The longest valid-time span of any event, so that a window scan
     /// knows how far before the window an overlapping event can start.
     pub(crate) max_span: Instant,
+    /// The same for the events naming each entity.
+    pub(crate) spans: HashMap<String, Instant>,
 }
 
 impl Index {
@@ -109,6 +113,14 @@ impl Index {
         if let Some(value) = store.get_derived(Tree::Meta, META_MAX_SPAN)? {
             index.max_span = keys::decode_instant(&value);
         }
+        let spans_end = keys::prefix_end(META_SPAN_PREFIX);
+        for (key, value) in store.scan_derived(Tree::Meta, META_SPAN_PREFIX, &spans_end)? {
+            if value.len() < 8 {
+                return Err(Error::DataLoss("an entity's span in the index is damaged".into()));
+            }
+            let entity = String::from_utf8_lossy(&key[META_SPAN_PREFIX.len()..]).into_owned();
+            index.spans.insert(entity, keys::decode_instant(&value));
+        }
         Ok(index)
     }
 
@@ -155,6 +167,11 @@ impl Index {
         self.last_seq
     }
 
+    /// The longest span of an event naming `entity`.
+    pub fn span_of(&self, entity: &str) -> Instant {
+        self.spans.get(entity).copied().unwrap_or(0)
+    }
+
     /// Folds one entry into the resident part and returns the derived
     /// writes it implies. Entries come in seq order, each validated
     /// against the log before it.
@@ -167,7 +184,7 @@ impl Index {
         debug_assert_eq!(entry.seq, self.last_seq + 1, "entries apply in seq order");
         self.last_seq = entry.seq;
         for effect in &event.effects {
-            if let Change::Declare(declaration) = &effect.change {
+            if let Effect::Declare(declaration) = &effect.change {
                 self.declare(entry.seq, entry.event.id.clone(), declaration.clone());
             }
         }
@@ -184,6 +201,20 @@ impl Index {
                 keys::instant(span).to_vec(),
             ));
         }
+        if span > 0 {
+            for entity in event.entities() {
+                let longest = self.spans.entry(entity.to_string()).or_insert(0);
+                if span > *longest {
+                    *longest = span;
+                    writes.push((Tree::Meta, span_key(entity), keys::instant(span).to_vec()));
+                }
+            }
+        }
+        writes.push((
+            Tree::Meta,
+            META_INDEXED_SEQ.to_vec(),
+            keys::seq(entry.seq).to_vec(),
+        ));
         writes
     }
 

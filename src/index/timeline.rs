@@ -1,425 +1,451 @@
-//! Per-entity timelines, read from the derived trees into a bounded cache.
+//! Reading an entity's changes: straight from the `changes` tree, or from a
+//! bounded cache of compact copies.
 //!
-//! A timeline holds every change touching one entity, sorted by (relation
-//! or attribute, earliest instant, seq, effect), and every event naming it,
-//! sorted by (earliest instant, seq). It is loaded with one prefix scan of
-//! `entity_log` and then kept up to date by the writer, which folds each round's writes
-//! into the cached timelines while holding the cache lock, the same lock a
-//! load holds while it scans: a timeline is never loaded from trees that a
-//! round has half-written, nor missed by a round that wrote after its scan.
-//! The cache is bounded in bytes; the least recently used timeline goes
-//! first.
+//! On disk, an entity's changes to its relations (or its attributes) are one
+//! key range, grouped by relation (or attribute) and sorted by (earliest
+//! instant, seq, effect) within a group (`keys::change`). A question about
+//! the entity walks that range once, one group at a time, holding only the
+//! group in hand: nothing is loaded whole, sorted or decoded into owned
+//! strings first, so an answer costs a read of the entity's changes of the
+//! part asked about (relations, or attributes), wherever they are.
+//!
+//! The cache is an accelerator on top: the first walk of an entity's part
+//! also builds a compact copy (fixed-size changes, texts in one buffer in
+//! list order), kept while it fits the budget, least recently used out
+//! first. A walk of a cached copy visits the same groups in the same order,
+//! and finds a group's deciding change by binary search instead of reading
+//! the group. The writer folds each round's changes into the copies that
+//! are cached (into a pending list, merged in one pass by the next reader),
+//! holding the cache lock as it writes the round to the store: a copy is
+//! registered before its walk begins, so every round after that reaches it,
+//! and a round the walk saw as well is merged once.
 
-use super::keys;
-use super::records::{ChangeRecord, EntityRecord, Op};
+use super::keys::{self, Part};
+use super::records::{ChangeValue, Op};
 use crate::error::{Error, Result};
 use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
-use prost::Message;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// One change to a relation touching the entity.
-#[derive(Clone, Debug)]
-pub struct RelationChange {
-    pub kind: Arc<str>,
-    pub a: Arc<str>,
-    pub b: Arc<str>,
-    pub directed: bool,
-    pub begins: bool,
+/// One change to a relation or attribute, as a walk sees it. Its texts are
+/// in the `History` it came with.
+#[derive(Clone, Copy, Debug)]
+pub struct Change {
     pub earliest: Instant,
     pub latest: Instant,
     pub seq: u64,
     pub effect: u32,
-    /// The valid time as the event wrote it.
-    pub time: Text,
-    pub event_id: Text,
+    pub op: Op,
+    texts: Texts,
 }
 
-/// A string kept in its timeline's `texts` (see `EntityTimeline::text`).
-///
-/// The texts a query copies into its answer (valid times as written, event
-/// ids, attribute values) live in one buffer per timeline, laid out in the
-/// order of the sorted lists, rather than in an allocation each: at a
-/// million events a timeline is far larger than the CPU caches, and a
-/// pointer per text was a cache miss per text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Text {
+impl Change {
+    pub fn begins(&self) -> bool {
+        self.op == Op::Begin
+    }
+
+    /// The order of changes within a group.
+    fn order(&self) -> (Instant, u64, u32) {
+        (self.earliest, self.seq, self.effect)
+    }
+}
+
+/// Where a change's texts sit in their buffer: the valid time as written,
+/// the event id and the attribute value, one after the other.
+#[derive(Clone, Copy, Debug)]
+struct Texts {
     start: u32,
-    len: u32,
+    time: u16,
+    event_id: u16,
+    value: u16,
 }
 
-/// Appends `text` to `texts`.
-fn put(texts: &mut String, text: &str) -> Text {
-    let start = texts.len() as u32;
-    u32::try_from(texts.len() + text.len()).expect("a timeline's texts stay under 4 GiB");
-    texts.push_str(text);
-    Text {
+impl Texts {
+    fn len(&self) -> usize {
+        usize::from(self.time) + usize::from(self.event_id) + usize::from(self.value)
+    }
+}
+
+/// Appends a change's texts to `buffer`.
+fn put(buffer: &mut String, time: &str, event_id: &str, value: &str) -> Texts {
+    let start = u32::try_from(buffer.len()).expect("a timeline's texts stay under 4 GiB");
+    u32::try_from(buffer.len() + time.len() + event_id.len() + value.len())
+        .expect("a timeline's texts stay under 4 GiB");
+    let length = |text: &str| u16::try_from(text.len()).expect("texts are validated short");
+    let texts = Texts {
         start,
-        len: text.len() as u32,
+        time: length(time),
+        event_id: length(event_id),
+        value: length(value),
+    };
+    buffer.push_str(time);
+    buffer.push_str(event_id);
+    buffer.push_str(value);
+    texts
+}
+
+/// The changes of one relation or attribute, in (earliest, seq, effect)
+/// order, with their texts.
+#[derive(Clone, Copy)]
+pub struct History<'a> {
+    pub changes: &'a [Change],
+    texts: &'a str,
+}
+
+impl<'a> History<'a> {
+    fn text(&self, change: &Change, skip: usize, len: u16) -> &'a str {
+        let start = change.texts.start as usize + skip;
+        &self.texts[start..start + usize::from(len)]
+    }
+
+    /// The valid time as the event wrote it.
+    pub fn time(&self, change: &Change) -> &'a str {
+        self.text(change, 0, change.texts.time)
+    }
+
+    pub fn event_id(&self, change: &Change) -> &'a str {
+        self.text(change, usize::from(change.texts.time), change.texts.event_id)
+    }
+
+    /// The attribute value (empty unsets).
+    pub fn value(&self, change: &Change) -> &'a str {
+        let skip = usize::from(change.texts.time) + usize::from(change.texts.event_id);
+        self.text(change, skip, change.texts.value)
     }
 }
 
-impl RelationChange {
-    /// Bytes for the cache budget: the change and its texts.
-    fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + (self.time.len + self.event_id.len) as usize
-    }
+/// What a group is about: a relation (kind, a, b, directed), or an attribute
+/// (its key in `kind`, `a` and `b` empty). Groups come in the order of these
+/// fields, which is the byte order of their keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Name<'a> {
+    pub kind: &'a str,
+    pub a: &'a str,
+    pub b: &'a str,
+    pub directed: bool,
+}
 
-    /// Sort order: the relation, then (earliest, seq, effect).
-    fn order(&self) -> (&str, &str, &str, bool, Instant, u64, u32) {
-        (
-            &self.kind,
-            &self.a,
-            &self.b,
-            self.directed,
-            self.earliest,
-            self.seq,
-            self.effect,
-        )
-    }
-
-    /// Do both changes concern the same relation?
-    pub fn same_relation(&self, other: &RelationChange) -> bool {
-        self.directed == other.directed
-            && same(&self.kind, &other.kind)
-            && same(&self.a, &other.a)
-            && same(&self.b, &other.b)
+impl<'a> Name<'a> {
+    /// Reads a group of a `changes` key.
+    fn parse(part: Part, group: &'a [u8]) -> Option<Name<'a>> {
+        match part {
+            Part::Relations => {
+                let relation = keys::parse_relation_group(group)?;
+                Some(Name {
+                    kind: relation.kind,
+                    a: relation.a,
+                    b: relation.b,
+                    directed: relation.directed,
+                })
+            }
+            Part::Attributes => Some(Name {
+                kind: keys::parse_attribute_group(group)?,
+                a: "",
+                b: "",
+                directed: false,
+            }),
+        }
     }
 }
 
-/// One change to an attribute of the entity.
+/// A group's name as the cache keeps it: shared strings.
 #[derive(Clone, Debug)]
-pub struct AttributeChange {
-    pub key: Arc<str>,
-    /// Empty unsets.
-    pub value: Text,
-    pub earliest: Instant,
-    pub latest: Instant,
-    pub seq: u64,
-    pub effect: u32,
-    pub time: Text,
-    pub event_id: Text,
+struct SharedName {
+    kind: Arc<str>,
+    a: Arc<str>,
+    b: Arc<str>,
+    directed: bool,
 }
 
-impl AttributeChange {
-    fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + (self.time.len + self.value.len + self.event_id.len) as usize
-    }
-
-    fn order(&self) -> (&str, Instant, u64, u32) {
-        (&self.key, self.earliest, self.seq, self.effect)
+impl SharedName {
+    fn view(&self) -> Name<'_> {
+        Name {
+            kind: &self.kind,
+            a: &self.a,
+            b: &self.b,
+            directed: self.directed,
+        }
     }
 }
 
-/// An event naming the entity.
-#[derive(Clone, Debug)]
-pub struct EventMention {
-    pub earliest: Instant,
-    pub latest: Instant,
-    pub seq: u64,
-    pub kind: Arc<str>,
-}
-
-/// Everything touching one entity, in flat sorted lists that a query walks
-/// front to back. The writer does not insert into them (at a million events
-/// a popular entity's lists are megabytes, and an insert would move half of
-/// them): it adds to `pending`, and the next query merges all that is
-/// pending in one pass (`settle`).
+/// A cached copy of one part (relations or attributes) of an entity.
 #[derive(Default, Debug)]
-pub struct EntityTimeline {
-    pub relations: Vec<RelationChange>,
-    pub attributes: Vec<AttributeChange>,
-    pub events: Vec<EventMention>,
-    /// The longest span among `events`.
-    pub max_span: Instant,
-    /// The texts of the changes (`Text`).
+pub struct Timeline {
+    /// Each group's name and the end of its changes in `changes`.
+    groups: Vec<(SharedName, u32)>,
+    changes: Vec<Change>,
     texts: String,
-    pending: Pending,
+    /// What the writer added since the last `settle`, in any order; its
+    /// texts are in `texts` already.
+    pending: Vec<(SharedName, Change)>,
+    /// Filled by the walk that registered it; until then only `pending`
+    /// holds anything.
+    loaded: bool,
 }
 
-/// Changes and events the writer added since the last `settle`.
-#[derive(Default, Debug)]
-struct Pending {
-    relations: Vec<RelationChange>,
-    attributes: Vec<AttributeChange>,
-    events: Vec<EventMention>,
-}
-
-fn same(left: &Arc<str>, right: &Arc<str>) -> bool {
-    Arc::ptr_eq(left, right) || left == right
-}
-
-fn relation_order(x: &RelationChange, y: &RelationChange) -> Ordering {
-    x.order().cmp(&y.order())
-}
-
-fn attribute_order(x: &AttributeChange, y: &AttributeChange) -> Ordering {
-    x.order().cmp(&y.order())
-}
-
-fn event_order(x: &EventMention, y: &EventMention) -> Ordering {
-    (x.earliest, x.seq).cmp(&(y.earliest, y.seq))
-}
-
-/// Merges `pending` into `items` (both sorted by `compare` once `pending` is
-/// sorted here), keeping one of any items that compare equal: the writer
-/// may add a record that a load has just read.
-fn merge_into<T>(items: &mut Vec<T>, pending: &mut Vec<T>, compare: impl Fn(&T, &T) -> Ordering) {
-    if pending.is_empty() {
-        return;
-    }
-    pending.sort_by(&compare);
-    let old = std::mem::take(items);
-    let mut merged = Vec::with_capacity(old.len() + pending.len());
-    let mut old = old.into_iter().peekable();
-    let mut new = pending.drain(..).peekable();
-    loop {
-        let take_old = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(x), Some(y)) => compare(x, y) != Ordering::Greater,
+impl Timeline {
+    /// Calls `visit` with each group after `after` (from the first when
+    /// `None`), in order, until it returns `false`.
+    fn walk(
+        &self,
+        after: Option<Name>,
+        visit: &mut dyn FnMut(Name, History) -> Result<bool>,
+    ) -> Result<()> {
+        let first = after.map_or(0, |after| {
+            self.groups
+                .partition_point(|(name, _)| name.view() <= after)
+        });
+        let mut start = match first {
+            0 => 0,
+            first => self.groups[first - 1].1 as usize,
         };
-        let item = if take_old { old.next() } else { new.next() }.expect("peeked");
-        if merged
-            .last()
-            .is_some_and(|last| compare(last, &item) == Ordering::Equal)
-        {
-            continue;
+        for (name, end) in &self.groups[first..] {
+            let end = *end as usize;
+            let history = History {
+                changes: &self.changes[start..end],
+                texts: &self.texts,
+            };
+            start = end;
+            if !visit(name.view(), history)? {
+                break;
+            }
         }
-        merged.push(item);
-    }
-    *items = merged;
-}
-
-impl EntityTimeline {
-    fn insert_relation(&mut self, change: RelationChange) {
-        self.pending.relations.push(change);
+        Ok(())
     }
 
-    fn insert_attribute(&mut self, change: AttributeChange) {
-        self.pending.attributes.push(change);
+    fn bytes(&self) -> usize {
+        128 + self.texts.capacity()
+            + self.groups.capacity() * std::mem::size_of::<(SharedName, u32)>()
+            + self.changes.capacity() * std::mem::size_of::<Change>()
+            + self.pending.capacity() * std::mem::size_of::<(SharedName, Change)>()
     }
 
-    fn insert_event(&mut self, mention: EventMention) {
-        self.max_span = self
-            .max_span
-            .max(mention.latest.saturating_sub(mention.earliest));
-        self.pending.events.push(mention);
-    }
-
-    pub fn text(&self, text: Text) -> &str {
-        &self.texts[text.start as usize..(text.start + text.len) as usize]
-    }
-
-    /// Copies the texts into a new buffer in the order of the sorted lists
-    /// (after a load, which reads them in log order).
-    fn lay_out_texts(&mut self) {
-        let old = std::mem::take(&mut self.texts);
-        let mut texts = String::with_capacity(old.len());
-        let mut copy = |text: &mut Text| {
-            *text = put(
+    /// Merges what the writer added into the sorted lists, laying the texts
+    /// out again in list order. A change both walked and added is kept once.
+    fn settle(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by(|(x, first), (y, second)| {
+            x.view()
+                .cmp(&y.view())
+                .then(first.order().cmp(&second.order()))
+        });
+        let old_groups = std::mem::take(&mut self.groups);
+        let old_changes = std::mem::take(&mut self.changes);
+        let old_texts = std::mem::take(&mut self.texts);
+        let mut texts = String::with_capacity(old_texts.len());
+        let mut changes = Vec::with_capacity(old_changes.len() + pending.len());
+        let mut groups = Vec::with_capacity(old_groups.len() + pending.len());
+        // Copies a change into the group begun at `group_start`, unless the
+        // group ends with it already.
+        let mut copy = |change: &Change, changes: &mut Vec<Change>, group_start: usize| {
+            if changes.len() > group_start
+                && changes.last().is_some_and(|last| last.order() == change.order())
+            {
+                return;
+            }
+            let source = History {
+                changes: &[],
+                texts: &old_texts,
+            };
+            let mut copied = *change;
+            copied.texts = put(
                 &mut texts,
-                &old[text.start as usize..(text.start + text.len) as usize],
+                source.time(change),
+                source.event_id(change),
+                source.value(change),
             );
+            changes.push(copied);
         };
-        for change in &mut self.relations {
-            copy(&mut change.time);
-            copy(&mut change.event_id);
+
+        let mut old = old_groups.into_iter().peekable();
+        let mut old_start = 0usize;
+        let mut added = pending.into_iter().peekable();
+        loop {
+            let next_name = match (old.peek(), added.peek()) {
+                (None, None) => break,
+                (Some((name, _)), None) | (None, Some((name, _))) => name.clone(),
+                (Some((x, _)), Some((y, _))) => match x.view().cmp(&y.view()) {
+                    Ordering::Greater => y.clone(),
+                    _ => x.clone(),
+                },
+            };
+            let group_start = changes.len();
+            let mut from_old: &[Change] = &[];
+            if old
+                .peek()
+                .is_some_and(|(name, _)| name.view() == next_name.view())
+            {
+                let (_, end) = old.next().expect("peeked");
+                from_old = &old_changes[old_start..end as usize];
+                old_start = end as usize;
+            }
+            let mut from_added = Vec::new();
+            while added
+                .peek()
+                .is_some_and(|(name, _)| name.view() == next_name.view())
+            {
+                from_added.push(added.next().expect("peeked").1);
+            }
+            let (mut x, mut y) = (0, 0);
+            while x < from_old.len() || y < from_added.len() {
+                let take_old = y == from_added.len()
+                    || (x < from_old.len() && from_old[x].order() <= from_added[y].order());
+                if take_old {
+                    copy(&from_old[x], &mut changes, group_start);
+                    x += 1;
+                } else {
+                    copy(&from_added[y], &mut changes, group_start);
+                    y += 1;
+                }
+            }
+            if changes.len() > group_start {
+                groups.push((next_name, changes.len() as u32));
+            }
         }
-        for change in &mut self.attributes {
-            copy(&mut change.time);
-            copy(&mut change.value);
-            copy(&mut change.event_id);
-        }
+        self.groups = groups;
+        self.changes = changes;
         self.texts = texts;
     }
+}
 
-    /// Whether the lists hold everything added (no `settle` needed).
-    pub fn is_settled(&self) -> bool {
-        self.pending.relations.is_empty()
-            && self.pending.attributes.is_empty()
-            && self.pending.events.is_empty()
+/// Collects a walk into a new copy, until it grows past `budget` bytes.
+struct Builder {
+    timeline: Timeline,
+    budget: usize,
+    given_up: bool,
+}
+
+impl Builder {
+    fn add(&mut self, strings: &mut Strings, name: Name, history: History) {
+        if self.given_up {
+            return;
+        }
+        for change in history.changes {
+            let mut copied = *change;
+            copied.texts = put(
+                &mut self.timeline.texts,
+                history.time(change),
+                history.event_id(change),
+                history.value(change),
+            );
+            self.timeline.changes.push(copied);
+        }
+        self.timeline
+            .groups
+            .push((strings.share(name), self.timeline.changes.len() as u32));
+        if self.timeline.bytes() > self.budget {
+            self.given_up = true;
+            self.timeline = Timeline::default();
+        }
+    }
+}
+
+/// Shared copies of kinds, keys and entity ids, so equal strings are one
+/// allocation.
+#[derive(Default)]
+struct Strings(HashSet<Arc<str>>);
+
+impl Strings {
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&shared));
+        shared
     }
 
-    /// Merges what the writer added into the sorted lists.
-    pub fn settle(&mut self) {
-        merge_into(
-            &mut self.relations,
-            &mut self.pending.relations,
-            relation_order,
-        );
-        merge_into(
-            &mut self.attributes,
-            &mut self.pending.attributes,
-            attribute_order,
-        );
-        merge_into(&mut self.events, &mut self.pending.events, event_order);
-    }
-
-    /// A rough count of the bytes the timeline holds, for the cache budget
-    /// (pending items count as what they will be).
-    fn bytes(&self) -> usize {
-        let relations = self.relations.len() + self.pending.relations.len();
-        let attributes = self.attributes.len() + self.pending.attributes.len();
-        let events = self.events.len() + self.pending.events.len();
-        64 + self.texts.capacity()
-            + relations * std::mem::size_of::<RelationChange>()
-            + attributes * std::mem::size_of::<AttributeChange>()
-            + events * std::mem::size_of::<EventMention>()
+    fn share(&mut self, name: Name) -> SharedName {
+        SharedName {
+            kind: self.intern(name.kind),
+            a: self.intern(name.a),
+            b: self.intern(name.b),
+            directed: name.directed,
+        }
     }
 }
 
 struct Cached {
-    timeline: Arc<RwLock<EntityTimeline>>,
+    timeline: Arc<RwLock<Timeline>>,
     bytes: usize,
     last_used: u64,
 }
 
 #[derive(Default)]
 pub struct CacheState {
-    timelines: HashMap<String, Cached>,
+    /// (entity, part) → its copy.
+    timelines: HashMap<(String, Part), Cached>,
     bytes: usize,
     clock: u64,
-    /// Shared copies of kinds, keys and entity ids, so equal strings are
-    /// one allocation and compare by pointer.
-    strings: HashSet<Arc<str>>,
+    strings: Strings,
 }
 
 impl CacheState {
-    fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.strings.insert(Arc::clone(&shared));
-        shared
-    }
-
-    /// Folds derived writes into the timelines that are cached (the others
-    /// will read them from the trees when next loaded).
+    /// Folds a round's derived writes into the copies that are cached or
+    /// being built (the others will read them from the store).
     pub fn absorb(&mut self, writes: &[Write]) -> Result<()> {
         for (tree, key, value) in writes {
-            if *tree != Tree::EntityLog {
+            if *tree != Tree::Changes {
                 continue;
             }
-            let Some(entity) = entity_of(key) else {
-                continue;
-            };
-            let Some(cached) = self.timelines.get(entity) else {
+            let damaged = || Error::DataLoss("a change key of the index is damaged".into());
+            let parsed = keys::parse_change(key).ok_or_else(damaged)?;
+            let slot = (parsed.entity.to_string(), parsed.part);
+            let Some(cached) = self.timelines.get(&slot) else {
                 continue;
             };
             let timeline = Arc::clone(&cached.timeline);
-            let entity = entity.to_string();
+            let name = Name::parse(parsed.part, parsed.group).ok_or_else(damaged)?;
+            let name = self.strings.share(name);
+            let record = ChangeValue::decode(value)?;
             let mut timeline = timeline.write().expect("timeline lock");
-            let (mention, changes) = self.record(key, value, &mut timeline.texts)?;
-            let mut added = std::mem::size_of::<EventMention>();
-            timeline.insert_event(mention);
-            // Texts count twice: the buffer may double to hold them.
-            for change in changes {
-                match change {
-                    Loaded::Relation(change) => {
-                        added += 2 * change.bytes();
-                        timeline.insert_relation(change);
-                    }
-                    Loaded::Attribute(change) => {
-                        added += 2 * change.bytes();
-                        timeline.insert_attribute(change);
-                    }
-                }
-            }
+            let texts = put(
+                &mut timeline.texts,
+                record.time,
+                record.event_id,
+                record.value,
+            );
+            let change = Change {
+                earliest: parsed.earliest,
+                latest: record.latest,
+                seq: parsed.seq,
+                effect: parsed.effect,
+                op: record.op,
+                texts,
+            };
+            timeline.pending.push((name, change));
+            let added = std::mem::size_of::<(SharedName, Change)>()
+                + 2 * std::mem::size_of::<Change>()
+                + 2 * texts.len();
             drop(timeline);
             self.bytes += added;
-            if let Some(cached) = self.timelines.get_mut(&entity) {
+            if let Some(cached) = self.timelines.get_mut(&slot) {
                 cached.bytes += added;
             }
         }
         Ok(())
     }
-
-    /// Reads one `entity_log` record: the event and its changes.
-    fn record(
-        &mut self,
-        key: &[u8],
-        value: &[u8],
-        texts: &mut String,
-    ) -> Result<(EventMention, Vec<Loaded>)> {
-        let record = EntityRecord::decode(value)
-            .map_err(|_| Error::DataLoss("an entity_log record is damaged".into()))?;
-        let split = key.iter().position(|byte| *byte == 0).unwrap_or(0) + 1;
-        if key.len() < split + 8 {
-            return Err(Error::DataLoss("an entity_log key is damaged".into()));
-        }
-        let seq = keys::decode_seq(&key[split..]);
-        let mention = EventMention {
-            earliest: record.earliest,
-            latest: record.latest,
-            seq,
-            kind: self.intern(&record.kind),
-        };
-        let event_id = put(texts, &record.event_id);
-        let changes = record
-            .changes
-            .into_iter()
-            .map(|change| self.change(seq, event_id, change, texts))
-            .collect();
-        Ok((mention, changes))
-    }
-
-    fn change(
-        &mut self,
-        seq: u64,
-        event_id: Text,
-        record: ChangeRecord,
-        texts: &mut String,
-    ) -> Loaded {
-        let time = put(texts, &record.time);
-        if record.op == Op::Set as i32 {
-            Loaded::Attribute(AttributeChange {
-                key: self.intern(&record.kind),
-                value: put(texts, &record.value),
-                earliest: record.earliest,
-                latest: record.latest,
-                seq,
-                effect: record.effect,
-                time,
-                event_id,
-            })
-        } else {
-            Loaded::Relation(RelationChange {
-                kind: self.intern(&record.kind),
-                a: self.intern(&record.a),
-                b: self.intern(&record.b),
-                directed: record.directed,
-                begins: record.op == Op::Begin as i32,
-                earliest: record.earliest,
-                latest: record.latest,
-                seq,
-                effect: record.effect,
-                time,
-                event_id,
-            })
-        }
-    }
 }
 
-enum Loaded {
-    Relation(RelationChange),
-    Attribute(AttributeChange),
-}
-
-/// The entity a derived key is stored under (`entity ++ 0x00 ++ …`).
-fn entity_of(key: &[u8]) -> Option<&str> {
-    let split = key.iter().position(|byte| *byte == 0)?;
-    std::str::from_utf8(&key[..split]).ok()
-}
-
-/// The cache of entity timelines, bounded by `budget` bytes.
+/// The cache of timelines, bounded by `budget` bytes.
 pub struct TimelineCache {
     state: Mutex<CacheState>,
     budget: usize,
+}
+
+/// How a walk is served.
+enum Source {
+    /// From a loaded copy.
+    Cached(Arc<RwLock<Timeline>>),
+    /// From the store, building a copy into this registered slot.
+    Building(Arc<RwLock<Timeline>>),
+    /// From the store alone.
+    Store,
 }
 
 impl TimelineCache {
@@ -443,55 +469,165 @@ impl TimelineCache {
         state.bytes = 0;
     }
 
-    /// The timeline of `entity`, loaded from the store if not cached.
-    pub fn get(&self, store: &dyn LogStore, entity: &str) -> Result<Arc<RwLock<EntityTimeline>>> {
+    /// Calls `visit` with each relation (or attribute) group of `entity`,
+    /// in order, with its history, until `visit` returns `false`; with
+    /// `after` (the bytes of a group, as `keys::relation_group` lays them
+    /// out), only with the groups after that one.
+    pub fn walk(
+        &self,
+        store: &dyn LogStore,
+        entity: &str,
+        part: Part,
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(Name, History) -> Result<bool>,
+    ) -> Result<()> {
+        let poisoned = || Error::Storage("a timeline lock was poisoned".into());
+        let after_name = match after {
+            Some(group) => Some(
+                Name::parse(part, group)
+                    .ok_or_else(|| Error::invalid("page_token", "names no relation"))?,
+            ),
+            None => None,
+        };
+        // A walk that starts part-way builds no copy.
+        let source = match after {
+            Some(_) => self.cached(entity, part),
+            None => self.source(entity, part),
+        };
+        match source {
+            Source::Cached(timeline) => {
+                if !timeline.read().map_err(|_| poisoned())?.pending.is_empty() {
+                    timeline.write().map_err(|_| poisoned())?.settle();
+                }
+                let timeline = timeline.read().map_err(|_| poisoned())?;
+                timeline.walk(after_name, visit)
+            }
+            Source::Store => walk_store(store, entity, part, after, &mut |_, name, history| {
+                visit(name, history)
+            }),
+            Source::Building(slot) => {
+                let mut builder = Builder {
+                    timeline: Timeline::default(),
+                    budget: self.budget,
+                    given_up: false,
+                };
+                // Once `visit` has had enough, the walk goes on for the copy.
+                let mut wanted = true;
+                let walked = walk_store(store, entity, part, None, &mut |strings, name, history| {
+                    builder.add(strings, name, history);
+                    if wanted {
+                        wanted = visit(name, history)?;
+                    }
+                    Ok(wanted || !builder.given_up)
+                });
+                self.fill(entity, part, &slot, builder, walked.is_ok());
+                walked
+            }
+        }
+    }
+
+    /// The loaded copy of (entity, part), if there is one.
+    fn cached(&self, entity: &str, part: Part) -> Source {
         let mut state = self.lock();
         state.clock += 1;
         let now = state.clock;
-        if let Some(cached) = state.timelines.get_mut(entity) {
+        let Some(cached) = state.timelines.get_mut(&(entity.to_string(), part)) else {
+            return Source::Store;
+        };
+        cached.last_used = now;
+        let timeline = Arc::clone(&cached.timeline);
+        let loaded = timeline.read().is_ok_and(|timeline| timeline.loaded);
+        if loaded {
+            Source::Cached(timeline)
+        } else {
+            Source::Store
+        }
+    }
+
+    /// Finds the copy of (entity, part), or registers one to be built.
+    fn source(&self, entity: &str, part: Part) -> Source {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        let slot = (entity.to_string(), part);
+        if let Some(cached) = state.timelines.get_mut(&slot) {
             cached.last_used = now;
-            return Ok(Arc::clone(&cached.timeline));
+            let timeline = Arc::clone(&cached.timeline);
+            let loaded = timeline.read().is_ok_and(|timeline| timeline.loaded);
+            return if loaded {
+                Source::Cached(timeline)
+            } else {
+                Source::Store
+            };
         }
-        let prefix = keys::entity(entity);
-        let end = keys::prefix_end(&prefix);
-        let mut timeline = EntityTimeline::default();
-        for (key, value) in store.scan_derived(Tree::EntityLog, &prefix, &end)? {
-            let (mention, changes) = state.record(&key, &value, &mut timeline.texts)?;
-            timeline.max_span = timeline
-                .max_span
-                .max(mention.latest.saturating_sub(mention.earliest));
-            timeline.events.push(mention);
-            for change in changes {
-                match change {
-                    Loaded::Relation(change) => timeline.relations.push(change),
-                    Loaded::Attribute(change) => timeline.attributes.push(change),
-                }
-            }
+        if self.budget == 0 {
+            return Source::Store;
         }
-        timeline
-            .events
-            .sort_by_key(|event| (event.earliest, event.seq));
-        timeline.relations.sort_by(|x, y| x.order().cmp(&y.order()));
-        timeline
-            .attributes
-            .sort_by(|x, y| x.order().cmp(&y.order()));
-        timeline.lay_out_texts();
-        let bytes = timeline.bytes();
-        let shared = Arc::new(RwLock::new(timeline));
+        let timeline = Arc::new(RwLock::new(Timeline::default()));
         state.timelines.insert(
-            entity.to_string(),
+            slot,
             Cached {
-                timeline: Arc::clone(&shared),
-                bytes,
+                timeline: Arc::clone(&timeline),
+                bytes: 0,
                 last_used: now,
             },
         );
-        state.bytes += bytes;
-        while state.bytes > self.budget && state.timelines.len() > 1 {
+        Source::Building(timeline)
+    }
+
+    /// Puts a built copy into its slot, keeping what the writer added
+    /// meanwhile, and evicts the least recently used copies over budget;
+    /// a copy too big for the budget, or a walk that failed, frees the slot.
+    fn fill(&self, entity: &str, part: Part, slot: &Arc<RwLock<Timeline>>, builder: Builder, walked: bool) {
+        let mut state = self.lock();
+        let key = (entity.to_string(), part);
+        let registered = state
+            .timelines
+            .get(&key)
+            .is_some_and(|cached| Arc::ptr_eq(&cached.timeline, slot));
+        if !registered {
+            return;
+        }
+        if !walked || builder.given_up {
+            if let Some(removed) = state.timelines.remove(&key) {
+                state.bytes -= removed.bytes;
+            }
+            return;
+        }
+        let bytes = {
+            let mut timeline = slot.write().expect("timeline lock");
+            let pending = std::mem::take(&mut timeline.pending);
+            let added_texts = std::mem::take(&mut timeline.texts);
+            let mut built = builder.timeline;
+            // The pending changes' texts move into the built buffer.
+            for (name, mut change) in pending {
+                let source = History {
+                    changes: &[],
+                    texts: &added_texts,
+                };
+                change.texts = put(
+                    &mut built.texts,
+                    source.time(&change),
+                    source.event_id(&change),
+                    source.value(&change),
+                );
+                built.pending.push((name, change));
+            }
+            built.loaded = true;
+            *timeline = built;
+            timeline.bytes()
+        };
+        let before = state
+            .timelines
+            .get_mut(&key)
+            .map(|cached| std::mem::replace(&mut cached.bytes, bytes))
+            .unwrap_or(0);
+        state.bytes = state.bytes - before + bytes;
+        while state.bytes > self.budget {
             let Some(oldest) = state
                 .timelines
                 .iter()
-                .filter(|(name, _)| name.as_str() != entity)
+                .filter(|(name, _)| **name != key)
                 .min_by_key(|(_, cached)| cached.last_used)
                 .map(|(name, _)| name.clone())
             else {
@@ -501,8 +637,85 @@ impl TimelineCache {
                 state.bytes -= evicted.bytes;
             }
         }
-        Ok(shared)
+        if state.bytes > self.budget {
+            if let Some(removed) = state.timelines.remove(&key) {
+                state.bytes -= removed.bytes;
+            }
+        }
     }
+
+    /// Bytes the cache holds now, and the copies in it.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.bytes, state.timelines.len())
+    }
+}
+
+/// Walks (entity, part) in the store, one group at a time (after the group
+/// `after` when given).
+fn walk_store(
+    store: &dyn LogStore,
+    entity: &str,
+    part: Part,
+    after: Option<&[u8]>,
+    visit: &mut dyn FnMut(&mut Strings, Name, History) -> Result<bool>,
+) -> Result<()> {
+    let prefix = keys::part(entity, part);
+    let to = keys::prefix_end(&prefix);
+    let from = match after {
+        Some(group) => keys::prefix_end(&[prefix.as_slice(), group].concat()),
+        None => prefix,
+    };
+    let mut strings = Strings::default();
+    let mut group: Vec<u8> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut texts = String::new();
+    let mut going = true;
+    let damaged = || Error::DataLoss(format!("a change key of {entity:?} in the index is damaged"));
+    let mut flush = |group: &[u8],
+                     changes: &mut Vec<Change>,
+                     texts: &mut String,
+                     strings: &mut Strings|
+     -> Result<bool> {
+        if changes.is_empty() {
+            return Ok(true);
+        }
+        let name = Name::parse(part, group).ok_or_else(damaged)?;
+        let history = History {
+            changes,
+            texts,
+        };
+        let going = visit(strings, name, history)?;
+        changes.clear();
+        texts.clear();
+        Ok(going)
+    };
+    store.visit_derived(Tree::Changes, &from, &to, &mut |key, value| {
+        let parsed = keys::parse_change(key).ok_or_else(damaged)?;
+        if parsed.group != group.as_slice() {
+            going = flush(&group, &mut changes, &mut texts, &mut strings)?;
+            if !going {
+                return Ok(false);
+            }
+            group.clear();
+            group.extend_from_slice(parsed.group);
+        }
+        let record = ChangeValue::decode(value)?;
+        let texts_of = put(&mut texts, record.time, record.event_id, record.value);
+        changes.push(Change {
+            earliest: parsed.earliest,
+            latest: record.latest,
+            seq: parsed.seq,
+            effect: parsed.effect,
+            op: record.op,
+            texts: texts_of,
+        });
+        Ok(true)
+    })?;
+    if going {
+        flush(&group, &mut changes, &mut texts, &mut strings)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -510,63 +723,109 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
 
-    /// An `entity_log` record of an event naming `entity`, with one change.
-    fn record(entity: &str, seq: u64) -> Write {
-        let value = EntityRecord {
-            earliest: seq as i64 * 1_000_000,
-            latest: seq as i64 * 1_000_000,
-            kind: "meeting".into(),
-            event_id: format!("event-{seq:06}"),
-            changes: vec![ChangeRecord {
-                effect: 0,
-                earliest: seq as i64 * 1_000_000,
-                latest: seq as i64 * 1_000_000,
-                time: "1970-01-01".into(),
-                op: Op::Set as i32,
-                kind: "status".into(),
-                value: format!("value-{seq}"),
-                ..Default::default()
-            }],
+    /// A change to one attribute of `entity` by event `seq`.
+    fn attribute(entity: &str, key: &str, seq: u64) -> Write {
+        let value = ChangeValue {
+            op: Op::Set,
+            latest: seq as i64,
+            time: "1970-01-01",
+            event_id: &format!("event-{seq:06}"),
+            value: &format!("value-{seq}"),
         };
         (
-            Tree::EntityLog,
-            keys::entity_seq(entity, seq),
-            value.encode_to_vec(),
+            Tree::Changes,
+            keys::change(
+                entity,
+                Part::Attributes,
+                &keys::attribute_group(key),
+                seq as i64,
+                seq,
+                0,
+            ),
+            value.encode(),
         )
     }
 
+    fn walked(cache: &TimelineCache, store: &dyn LogStore, entity: &str) -> Vec<(String, Vec<u64>, Vec<String>)> {
+        let mut groups = Vec::new();
+        cache
+            .walk(store, entity, Part::Attributes, None, &mut |name, history| {
+                groups.push((
+                    name.kind.to_string(),
+                    history.changes.iter().map(|change| change.seq).collect(),
+                    history
+                        .changes
+                        .iter()
+                        .map(|change| history.value(change).to_string())
+                        .collect(),
+                ));
+                Ok(true)
+            })
+            .unwrap();
+        groups
+    }
+
     #[test]
-    fn the_cache_stays_within_its_budget_and_reloads_what_it_dropped() {
+    fn a_walk_reads_the_same_groups_cached_or_not_and_the_cache_keeps_its_budget() {
         let store = MemoryStore::new();
         let entities: Vec<String> = (0..40).map(|i| format!("entity-{i}")).collect();
         let writes: Vec<Write> = entities
             .iter()
             .enumerate()
-            .flat_map(|(i, entity)| (0..50).map(move |n| record(entity, (i * 50 + n + 1) as u64)))
+            .flat_map(|(i, entity)| {
+                (0..50).map(move |n| {
+                    let key = ["leader", "status"][n % 2];
+                    attribute(entity, key, (i * 50 + n + 1) as u64)
+                })
+            })
             .collect();
         store.write_derived(writes).unwrap();
 
+        let uncached = TimelineCache::new(0);
+        let expected = walked(&uncached, &store, "entity-3");
+        assert_eq!(expected.len(), 2, "two attributes");
+        assert_eq!(expected[0].1.len(), 25);
+        assert!(expected[0].1.windows(2).all(|pair| pair[0] < pair[1]));
+
         let one = {
             let cache = TimelineCache::new(usize::MAX);
-            cache.get(&store, "entity-0").unwrap();
-            let bytes = cache.lock().bytes;
-            bytes
+            walked(&cache, &store, "entity-0");
+            cache.usage().0
         };
         let budget = one * 5;
         let cache = TimelineCache::new(budget);
         for entity in &entities {
-            let timeline = cache.get(&store, entity).unwrap();
-            assert_eq!(timeline.read().unwrap().events.len(), 50);
-            let state = cache.lock();
-            assert!(
-                state.bytes <= budget + one,
-                "{} bytes cached, budget {budget}",
-                state.bytes
-            );
-            assert!(state.timelines.len() <= 6);
+            let first = walked(&cache, &store, entity);
+            let again = walked(&cache, &store, entity);
+            assert_eq!(first, again, "from the store, then from the copy");
+            let (bytes, copies) = cache.usage();
+            assert!(bytes <= budget, "{bytes} bytes cached, budget {budget}");
+            assert!(copies <= 6);
         }
-        // The first one was dropped long ago and comes back whole.
-        let again = cache.get(&store, "entity-0").unwrap();
-        assert_eq!(again.read().unwrap().attributes.len(), 50);
+        assert_eq!(walked(&cache, &store, "entity-3"), expected);
+    }
+
+    #[test]
+    fn changes_the_writer_adds_reach_cached_copies_once() {
+        let store = MemoryStore::new();
+        let first: Vec<Write> = (1..=4).map(|seq| attribute("e", "leader", seq * 2)).collect();
+        store.write_derived(first).unwrap();
+        let cache = TimelineCache::new(usize::MAX);
+        walked(&cache, &store, "e");
+        // A round the store has and the cached copy is told about: the
+        // new changes fall between the old ones, one is a repeat.
+        let round: Vec<Write> = [3, 5, 8]
+            .iter()
+            .map(|seq| attribute("e", if *seq == 5 { "status" } else { "leader" }, *seq))
+            .collect();
+        {
+            let mut state = cache.lock();
+            state.absorb(&round).unwrap();
+            store.write_derived(round).unwrap();
+        }
+        let after = walked(&cache, &store, "e");
+        assert_eq!(after, walked(&TimelineCache::new(0), &store, "e"));
+        assert_eq!(after[0].1, vec![2, 3, 4, 6, 8]);
+        assert_eq!(after[1].1, vec![5]);
     }
 }

@@ -9,12 +9,21 @@
 //! always hold the writes of a prefix of the log, with the `meta` tree's
 //! indexed seq (written in the same batch) saying which.
 //!
-//! Nothing here needs to be durable for the log to be: the trees are a
-//! function of the log and are caught up from it on open. A block that fails
-//! its checksum reads as `Error::DataLoss`; a store fjall cannot open is
-//! dropped and rebuilt from the log.
+//! The same database holds the log's *tail* (`log_tail`): the entries of
+//! the last rounds, one value per round (keyed by its first seq), written in
+//! the batch that carries their derived writes.
+//! Syncing fjall's journal (`persist`) makes a round durable with one
+//! fdatasync of one file; sled, which holds the log, is flushed later in the
+//! background (`SledStore`), after which the tail is dropped. On open, the
+//! tail re-applies to sled whatever a crash took from it.
+//!
+//! The trees are a function of the log and are caught up from it on open. A
+//! block that fails its checksum reads as `Error::DataLoss`; a store fjall
+//! cannot open is dropped (`DerivedTrees::damage` says so) and rebuilt from
+//! the log, unless its tail may hold entries sled lacks: then the open fails
+//! rather than lose them.
 
-use super::{Pair, Tree, Write};
+use super::{Tree, Write};
 use crate::error::{Error, Result};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -23,7 +32,15 @@ pub struct DerivedTrees {
     db: Database,
     /// One keyspace per tree, in `Tree::ALL` order.
     trees: Vec<Keyspace>,
+    /// A round's first seq → its log entries (which sled may not have made
+    /// durable yet).
+    tail: Keyspace,
+    /// Why the store on disk could not be opened and was dropped, if it was.
+    damage: Option<String>,
 }
+
+/// The name of the keyspace that holds the log's tail.
+const TAIL: &str = "log_tail";
 
 impl From<fjall::Error> for Error {
     fn from(error: fjall::Error) -> Error {
@@ -55,15 +72,37 @@ impl DerivedTrees {
     /// block cache they share. A store fjall cannot open (damaged tables or
     /// manifest) is removed and recreated empty: the index then catches up
     /// from the log.
-    pub fn open(dir: &Path, memtable_bytes: u64, cache_bytes: u64) -> Result<DerivedTrees> {
+    ///
+    /// `tail_is_empty` says the last stop drained the tail (so that dropping
+    /// the store loses nothing of the log); without it an unopenable store
+    /// is an error.
+    pub fn open(
+        dir: &Path,
+        memtable_bytes: u64,
+        cache_bytes: u64,
+        tail_is_empty: bool,
+    ) -> Result<DerivedTrees> {
         match DerivedTrees::open_existing(dir, memtable_bytes, cache_bytes) {
             Ok(trees) => Ok(trees),
+            Err(error) if !tail_is_empty => Err(Error::DataLoss(format!(
+                "the derived index in {} cannot be opened, and it may hold acknowledged log entries \
+                 that sled has not made durable (the server did not stop cleanly): {error}",
+                dir.display()
+            ))),
             Err(error) => {
                 tracing::warn!(%error, dir = %dir.display(), "the derived index cannot be opened; rebuilding it from the log");
                 std::fs::remove_dir_all(dir)?;
-                DerivedTrees::open_existing(dir, memtable_bytes, cache_bytes)
+                let mut trees = DerivedTrees::open_existing(dir, memtable_bytes, cache_bytes)?;
+                trees.damage = Some(error.to_string());
+                Ok(trees)
             }
         }
+    }
+
+    /// Why the store on disk could not be opened (it was dropped and the
+    /// trees start empty), if that happened.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
     }
 
     fn open_existing(dir: &Path, memtable_bytes: u64, cache_bytes: u64) -> Result<DerivedTrees> {
@@ -83,7 +122,15 @@ impl DerivedTrees {
                 })
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(DerivedTrees { db, trees })
+        let tail = db.keyspace(TAIL, || {
+            KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+        })?;
+        Ok(DerivedTrees {
+            db,
+            trees,
+            tail,
+            damage: None,
+        })
     }
 
     fn tree(&self, tree: Tree) -> &Keyspace {
@@ -97,29 +144,71 @@ impl DerivedTrees {
         Ok(self.tree(tree).get(key)?.map(|value| value.to_vec()))
     }
 
-    /// The pairs with `from <= key < to`, ascending.
-    pub fn scan(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
+    /// Calls `visit` with the pairs with `from <= key < to`, ascending,
+    /// until it returns `false`.
+    pub fn visit(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         if from >= to {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        self.tree(tree)
-            .range(from..to)
+        for item in self.tree(tree).range(from..to) {
+            let (key, value) = item.into_inner()?;
+            if !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `writes` as one atomic batch, with `round`: the first seq
+    /// and the encoded entries of a round of the log. Not synced: see
+    /// `persist`.
+    pub fn write(&self, round: Option<(u64, Vec<u8>)>, writes: Vec<Write>) -> Result<()> {
+        if writes.is_empty() && round.is_none() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        if let Some((first, entries)) = round {
+            batch.insert(&self.tail, first.to_be_bytes(), entries);
+        }
+        for (tree, key, value) in dedup_meta(writes) {
+            batch.insert(self.tree(tree), key, value);
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Makes every batch so far durable: one fdatasync of fjall's journal.
+    pub fn persist(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    /// The rounds of the tail, by first seq.
+    pub fn tail(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.tail
+            .iter()
             .map(|item| {
                 let (key, value) = item.into_inner()?;
-                Ok((key.to_vec(), value.to_vec()))
+                let first = <[u8; 8]>::try_from(key.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::DataLoss("a key of the log tail is damaged".into()))?;
+                Ok((first, value.to_vec()))
             })
             .collect()
     }
 
-    /// Applies `writes` as one atomic batch. Not synced: see the module
-    /// comment.
-    pub fn write(&self, writes: Vec<Write>) -> Result<()> {
-        if writes.is_empty() {
-            return Ok(());
-        }
+    /// Drops rounds (by first seq) from the tail: sled has made them
+    /// durable.
+    pub fn drop_tail(&self, rounds: impl IntoIterator<Item = u64>) -> Result<()> {
         let mut batch = self.db.batch();
-        for (tree, key, value) in dedup_meta(writes) {
-            batch.insert(self.tree(tree), key, value);
+        for first in rounds {
+            batch.remove(&self.tail, first.to_be_bytes());
         }
         batch.commit()?;
         Ok(())
@@ -136,7 +225,7 @@ impl DerivedTrees {
     /// Writes the memtables out as tables and syncs the journal, so that
     /// the next open replays nothing.
     pub fn checkpoint(&self) -> Result<()> {
-        for tree in &self.trees {
+        for tree in self.trees.iter().chain([&self.tail]) {
             tree.rotate_memtable_and_wait()?;
         }
         self.db.persist(PersistMode::SyncAll)?;

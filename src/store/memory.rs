@@ -72,19 +72,34 @@ impl LogStore for MemoryStore {
         Ok(derived.get(&tree).and_then(|tree| tree.get(key)).cloned())
     }
 
-    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
+    fn visit_derived(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         if from >= to {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let derived = self.derived.read().expect("index lock poisoned");
-        Ok(derived
-            .get(&tree)
-            .map(|tree| {
-                tree.range(from.to_vec()..to.to_vec())
-                    .map(|(key, value)| (key.clone(), value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        // A copy of the range, so that `visit` runs without the lock held.
+        let pairs: Vec<Pair> = {
+            let derived = self.derived.read().expect("index lock poisoned");
+            derived
+                .get(&tree)
+                .map(|tree| {
+                    tree.range(from.to_vec()..to.to_vec())
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for (key, value) in &pairs {
+            if !visit(key, value)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn write_derived(&self, derived: Vec<Write>) -> Result<()> {

@@ -31,9 +31,11 @@ pub struct StoredEntry {
 pub enum Tree {
     /// event id → seq
     Ids,
-    /// entity ++ 0 ++ seq → an event naming the entity, with its changes
-    /// to the entity's relations and attributes
-    EntityLog,
+    /// entity ++ 0 ++ part ++ relation or attribute ++ earliest ++ seq ++
+    /// effect → one change touching the entity (`index::keys::change`)
+    Changes,
+    /// entity ++ 0 ++ earliest ++ seq → an event naming the entity
+    Mentions,
     /// earliest ++ seq → every event in valid-time order
     Timeline,
     /// entity ++ 0 ++ seq ++ effect → a declaration
@@ -45,9 +47,10 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 6] = [
+    pub const ALL: [Tree; 7] = [
         Tree::Ids,
-        Tree::EntityLog,
+        Tree::Changes,
+        Tree::Mentions,
         Tree::Timeline,
         Tree::Declarations,
         Tree::Superseded,
@@ -58,7 +61,8 @@ impl Tree {
     pub fn name(self) -> &'static str {
         match self {
             Tree::Ids => "ids",
-            Tree::EntityLog => "entity_log",
+            Tree::Changes => "changes",
+            Tree::Mentions => "mentions",
             Tree::Timeline => "timeline",
             Tree::Declarations => "declarations",
             Tree::Superseded => "superseded",
@@ -119,8 +123,26 @@ pub trait LogStore: Send + Sync + 'static {
     /// One value of a derived tree.
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// Calls `visit` with each pair of a derived tree with `from <= key <
+    /// to`, ascending, until it returns `false`. Nothing is collected: a
+    /// query reads as far as it needs and no further.
+    fn visit_derived(
+        &self,
+        tree: Tree,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()>;
+
     /// The pairs of a derived tree with `from <= key < to`, ascending.
-    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>>;
+    fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {
+        let mut pairs = Vec::new();
+        self.visit_derived(tree, from, to, &mut |key, value| {
+            pairs.push((key.to_vec(), value.to_vec()));
+            Ok(true)
+        })?;
+        Ok(pairs)
+    }
 
     /// Applies derived writes on their own (rebuilding, catching up).
     fn write_derived(&self, derived: Vec<Write>) -> Result<()>;
@@ -203,13 +225,21 @@ pub(crate) mod contract {
         ];
         store.append(&[entry(1, "a")], derived.clone()).unwrap();
         assert_eq!(store.get_derived(Tree::Ids, b"a").unwrap(), Some(vec![1]));
-        assert_eq!(store.get_derived(Tree::EntityLog, b"a").unwrap(), None);
+        assert_eq!(store.get_derived(Tree::Changes, b"a").unwrap(), None);
         let all = store.scan_derived(Tree::Ids, b"", b"z").unwrap();
         assert_eq!(
             all,
             vec![(b"a".to_vec(), vec![1]), (b"b".to_vec(), vec![2])]
         );
         assert_eq!(store.scan_derived(Tree::Ids, b"b", b"z").unwrap().len(), 1);
+        let mut first = Vec::new();
+        store
+            .visit_derived(Tree::Ids, b"", b"z", &mut |key, _| {
+                first.push(key.to_vec());
+                Ok(false)
+            })
+            .unwrap();
+        assert_eq!(first, vec![b"a".to_vec()], "a visit stops when told");
         store.clear_derived().unwrap();
         assert!(store.scan_derived(Tree::Ids, b"", b"z").unwrap().is_empty());
         assert_eq!(

@@ -9,6 +9,7 @@
 //! workload's CSV (byte-identical to gen_workload.py) and `pg-checks` the
 //! PostgreSQL side's correctness sample; see bench/postgres/run.sh.
 
+mod chart;
 mod check;
 mod measure;
 mod oracle;

@@ -156,6 +156,11 @@ pub fn run(options: &Options) -> Res<()> {
         options.out.display(),
         options.out.with_extension("md").display()
     );
+    if let Some(annals) = &annals {
+        let chart = options.out.with_extension("svg");
+        crate::chart::growth(&chart, annals, &result)?;
+        eprintln!("wrote {}", chart.display());
+    }
     Ok(())
 }
 

@@ -69,7 +69,7 @@ fn find<'a>(list: &'a Value, key: &str, name: &str, clients: u64) -> Option<&'a 
         .find(|item| item[key].as_str() == Some(name) && item["clients"].as_u64() == Some(clients))
 }
 
-fn metric(list: &Value, key: &str, name: &str, clients: u64, field: &str) -> Option<f64> {
+pub fn metric(list: &Value, key: &str, name: &str, clients: u64, field: &str) -> Option<f64> {
     find(list, key, name, clients)?["median"][field].as_f64()
 }
 
