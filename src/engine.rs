@@ -183,6 +183,11 @@ impl Database {
         *self.shared.durable.borrow()
     }
 
+    /// Bytes the timeline cache holds, and the copies in it.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.shared.timelines.usage()
+    }
+
     /// Notified whenever `last_seq` grows.
     pub fn watch_last_seq(&self) -> watch::Receiver<u64> {
         self.shared.durable.subscribe()

@@ -62,7 +62,7 @@ pub fn decode(token: &str, fingerprint: u64) -> Result<Option<Cursor>> {
     }
     let invalid = |why: &str| Error::invalid("page_token", why.to_string());
     let well_formed = token.len() >= 56
-        && token.len() % 2 == 0
+        && token.len().is_multiple_of(2)
         && token.len() <= 2 * (28 + MAX_AFTER)
         && token.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !well_formed {

@@ -165,15 +165,20 @@ impl<'a> Snapshot<'a> {
             .find(|change| self.in_force(change.seq))
     }
 
-    fn relation_view(name: Name, history: History, change: &Change, at: Instant) -> proto::Relation {
+    fn relation_view(
+        name: Name,
+        history: History,
+        change: &Change,
+        at: Instant,
+    ) -> proto::Relation {
         proto::Relation {
             a: name.a.to_owned(),
             b: name.b.to_owned(),
             kind: name.kind.to_owned(),
             directed: name.directed,
-            since: history.time(change).to_owned(),
-            certain: change.latest <= at,
-            event_id: history.event_id(change).to_owned(),
+            since: history.time(change).into_owned(),
+            certain: change.latest() <= at,
+            event_id: history.event_id(change).into_owned(),
         }
     }
 
@@ -207,8 +212,12 @@ impl<'a> Snapshot<'a> {
         if limit == 0 {
             return Ok(());
         }
-        self.timelines
-            .walk(self.store, entity, Part::Relations, after, &mut |name, history| {
+        self.timelines.walk(
+            self.store,
+            entity,
+            Part::Relations,
+            after,
+            &mut |name, history| {
                 let theirs = if name.a == entity { name.b } else { name.a };
                 let wanted = kind.is_none_or(|kind| name.kind == kind)
                     && counterpart.is_none_or(|other| theirs == other);
@@ -221,7 +230,8 @@ impl<'a> Snapshot<'a> {
                     }
                 }
                 Ok(found < limit)
-            })
+            },
+        )
     }
 
     /// Relations active at Q: of `entity` (every relation when `None`),
@@ -235,7 +245,9 @@ impl<'a> Snapshot<'a> {
     ) -> Result<Vec<proto::Relation>> {
         let mut relations = Vec::new();
         match (entity, counterpart) {
-            (Some(entity), _) => self.relations_of(entity, counterpart, kind, at, &mut relations)?,
+            (Some(entity), _) => {
+                self.relations_of(entity, counterpart, kind, at, &mut relations)?
+            }
             (None, Some(other)) => self.relations_of(other, None, kind, at, &mut relations)?,
             (None, None) => {
                 // Every relation once: from the side of its `a`.
@@ -262,9 +274,9 @@ impl<'a> Snapshot<'a> {
                     attributes.push(proto::Attribute {
                         key: name.kind.to_owned(),
                         value: value.to_owned(),
-                        since: history.time(change).to_owned(),
-                        certain: change.latest <= at,
-                        event_id: history.event_id(change).to_owned(),
+                        since: history.time(change).into_owned(),
+                        certain: change.latest() <= at,
+                        event_id: history.event_id(change).into_owned(),
                     });
                 }
             }
@@ -288,24 +300,28 @@ impl<'a> Snapshot<'a> {
                 return Ok(true);
             }
             let mut open: Option<((Instant, u64, u32), proto::RelationInterval)> = None;
-            for change in history.changes.iter().filter(|change| self.in_force(change.seq)) {
+            for change in history
+                .changes
+                .iter()
+                .filter(|change| self.in_force(change.seq))
+            {
                 match (change.begins(), open.take()) {
                     (true, None) => {
                         let interval = proto::RelationInterval {
                             kind: name.kind.to_owned(),
-                            from: history.time(change).to_owned(),
+                            from: history.time(change).into_owned(),
                             to: String::new(),
-                            begun_by: history.event_id(change).to_owned(),
+                            begun_by: history.event_id(change).into_owned(),
                             ended_by: String::new(),
                             a: name.a.to_owned(),
                             b: name.b.to_owned(),
                             directed: name.directed,
                         };
-                        open = Some(((change.earliest, change.seq, change.effect), interval));
+                        open = Some(((change.earliest, change.seq, change.effect()), interval));
                     }
                     (false, Some((order, mut interval))) => {
-                        interval.to = history.time(change).to_owned();
-                        interval.ended_by = history.event_id(change).to_owned();
+                        interval.to = history.time(change).into_owned();
+                        interval.ended_by = history.event_id(change).into_owned();
                         intervals.push((order, interval));
                     }
                     (_, still_open) => open = still_open,
@@ -334,7 +350,12 @@ impl<'a> Snapshot<'a> {
                 let first = filter.from.saturating_sub(self.index.span_of(entity));
                 let prefix = keys::entity(entity);
                 let to = keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX));
-                (Tree::Mentions, keys::mention(entity, first, 0), to, prefix.len())
+                (
+                    Tree::Mentions,
+                    keys::mention(entity, first, 0),
+                    to,
+                    prefix.len(),
+                )
             }
             None => {
                 let first = filter.from.saturating_sub(self.index.max_span);
@@ -342,21 +363,27 @@ impl<'a> Snapshot<'a> {
                 (Tree::Timeline, keys::instant(first).to_vec(), to, 0)
             }
         };
-        self.store.visit_derived(tree, &from, &to, &mut |key, value| {
-            let key = &key[prefix..];
-            if key.len() != 16 {
-                return Err(Error::DataLoss("an event key of the index is damaged".into()));
-            }
-            let seq = keys::decode_seq(&key[8..]);
-            let record = EventValue::decode(value)?;
-            let wanted = seq <= self.as_of
-                && record.latest >= filter.from
-                && filter.kind.as_deref().is_none_or(|kind| kind == record.kind);
-            if wanted {
-                seqs.push(seq);
-            }
-            Ok(seqs.len() < limit)
-        })?;
+        self.store
+            .visit_derived(tree, &from, &to, &mut |key, value| {
+                let key = &key[prefix..];
+                if key.len() != 16 {
+                    return Err(Error::DataLoss(
+                        "an event key of the index is damaged".into(),
+                    ));
+                }
+                let seq = keys::decode_seq(&key[8..]);
+                let record = EventValue::decode(value)?;
+                let wanted = seq <= self.as_of
+                    && record.latest >= filter.from
+                    && filter
+                        .kind
+                        .as_deref()
+                        .is_none_or(|kind| kind == record.kind);
+                if wanted {
+                    seqs.push(seq);
+                }
+                Ok(seqs.len() < limit)
+            })?;
         Ok(seqs)
     }
 
@@ -393,13 +420,13 @@ impl<'a> Snapshot<'a> {
                 };
                 let key = format!("{}\0{}\0{}\0{}", name.kind, name.a, name.b, name.directed);
                 changes.insert(
-                    (change.earliest, change.seq, change.effect, key),
+                    (change.earliest, change.seq, change.effect(), key),
                     proto::StateChange {
                         kind: kind as i32,
                         relation: Some(Snapshot::relation_view(name, history, change, to)),
-                        at: history.time(change).to_owned(),
-                        certain: change.latest <= to,
-                        event_id: history.event_id(change).to_owned(),
+                        at: history.time(change).into_owned(),
+                        certain: change.latest() <= to,
+                        event_id: history.event_id(change).into_owned(),
                         ..Default::default()
                     },
                 );
@@ -412,7 +439,8 @@ impl<'a> Snapshot<'a> {
                         .unwrap_or_default()
                 };
                 let after = self.deciding(history.changes, to);
-                let (previous, current) = (value(self.deciding(history.changes, from)), value(after));
+                let (previous, current) =
+                    (value(self.deciding(history.changes, from)), value(after));
                 let (Some(change), true) = (after, previous != current) else {
                     return Ok(true);
                 };
@@ -425,7 +453,7 @@ impl<'a> Snapshot<'a> {
                     (
                         change.earliest,
                         change.seq,
-                        change.effect,
+                        change.effect(),
                         format!("{entity}\0{}", name.kind),
                     ),
                     proto::StateChange {
@@ -434,9 +462,9 @@ impl<'a> Snapshot<'a> {
                         key: name.kind.to_owned(),
                         value: current,
                         previous_value: previous,
-                        at: history.time(change).to_owned(),
-                        certain: change.latest <= to,
-                        event_id: history.event_id(change).to_owned(),
+                        at: history.time(change).into_owned(),
+                        certain: change.latest() <= to,
+                        event_id: history.event_id(change).into_owned(),
                         ..Default::default()
                     },
                 );

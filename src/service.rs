@@ -3,8 +3,8 @@
 //! mapped to a `Status` in exactly one place (`impl From<Error> for Status`).
 
 use crate::engine::{wire_entry, Database};
-use crate::index::keys;
 use crate::error::Error;
+use crate::index::keys;
 use crate::model::{check_kind, Event};
 use crate::page::{self, Cursor};
 use crate::proto::timeline_service_server::TimelineService;
@@ -363,7 +363,15 @@ impl TimelineService for Service {
             // one more than a page to know whether another follows.
             let after = (!cursor.after.is_empty()).then_some(cursor.after.as_slice());
             let mut relations = Vec::with_capacity(size.min(1024) + 1);
-            snapshot.relations_page(entity, counterpart, kind, at, after, size + 1, &mut relations)?;
+            snapshot.relations_page(
+                entity,
+                counterpart,
+                kind,
+                at,
+                after,
+                size + 1,
+                &mut relations,
+            )?;
             let mut next = String::new();
             if relations.len() > size {
                 relations.truncate(size);
@@ -436,8 +444,11 @@ impl TimelineService for Service {
         let size = page::page_size(request.page_size);
         // Oldest first, the listing stops one past this page (to know there
         // is another); newest first needs the whole window.
-        let limit = (!request.newest_first)
-            .then(|| (cursor.offset as usize).saturating_add(size).saturating_add(1));
+        let limit = (!request.newest_first).then(|| {
+            (cursor.offset as usize)
+                .saturating_add(size)
+                .saturating_add(1)
+        });
         let mut seqs = self.db.read(cursor.as_of, |snapshot| {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))

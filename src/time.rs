@@ -166,6 +166,55 @@ pub fn format_instant(instant: Instant) -> String {
     }
 }
 
+/// The text `YYYY-MM-DD` of the day that starts at `instant`, if a day
+/// starts there (years 0001–9999): the canonical text of a day-precision
+/// valid time whose earliest instant is `instant`.
+pub fn day_text(instant: Instant) -> Option<String> {
+    if instant.rem_euclid(MICROS_PER_DAY) != 0 {
+        return None;
+    }
+    let day = DateTime::from_timestamp_micros(instant)?.date_naive();
+    let year = u32::try_from(day.year())
+        .ok()
+        .filter(|year| (1..=9999).contains(year))?;
+    // By hand rather than through `format!`: answers render one per change.
+    let mut text = String::with_capacity(10);
+    for (number, digits) in [(year, 4), (day.month(), 2), (day.day(), 2)] {
+        if !text.is_empty() {
+            text.push('-');
+        }
+        for place in (0..digits).rev() {
+            let digit = (number / 10u32.pow(place)) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+    }
+    Some(text)
+}
+
+/// Is `text` the day that starts at `instant`, written `YYYY-MM-DD`? Like
+/// `day_text(instant) == Some(text)`, without making the text.
+pub fn is_day_text(instant: Instant, text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || instant.rem_euclid(MICROS_PER_DAY) != 0 {
+        return false;
+    }
+    let Some(day) = DateTime::from_timestamp_micros(instant).map(|time| time.date_naive()) else {
+        return false;
+    };
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        bytes[range.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| text[range].parse().ok())
+            .flatten()
+    };
+    bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && number(0..4) == u32::try_from(day.year()).ok()
+        && number(5..7) == Some(day.month())
+        && number(8..10) == Some(day.day())
+}
+
 fn date(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, day)
 }
@@ -185,6 +234,21 @@ mod tests {
             format_instant(time.earliest()),
             format_instant(time.latest()),
         )
+    }
+
+    #[test]
+    fn a_day_text_is_what_a_day_parses_from() {
+        for text in ["0001-01-01", "1950-06-25", "2024-02-29", "9999-12-31"] {
+            let day = ValidTime::parse(text).unwrap();
+            assert_eq!(day_text(day.earliest()).as_deref(), Some(text));
+        }
+        let instant = ValidTime::parse("2024-04-13T10:00:00+09:00").unwrap();
+        assert_eq!(day_text(instant.earliest()), None, "not the start of a day");
+        let day = ValidTime::parse("1950-06-25").unwrap().earliest();
+        assert!(is_day_text(day, "1950-06-25"));
+        assert!(!is_day_text(day, "1950-06-26"));
+        assert!(!is_day_text(day, "1950-06"));
+        assert!(!is_day_text(day + 1, "1950-06-25"));
     }
 
     #[test]

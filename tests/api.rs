@@ -1708,13 +1708,22 @@ async fn one_entitys_relations_page_from_where_the_last_page_ended() {
     };
     // A relation begun between the pages, sorting among the first ones,
     // must not shift the later pages: they keep the first page's snapshot.
-    let late = event("late", "meeting", "1999", vec![begin("hub", "other-0", "aid")]);
+    let late = event(
+        "late",
+        "meeting",
+        "1999",
+        vec![begin("hub", "other-0", "aid")],
+    );
     let pages = relation_pages(&mut client, request.clone(), vec![late]).await;
     assert_eq!(
         pages.iter().map(Vec::len).collect::<Vec<_>>(),
         vec![3, 3, 3, 3, 1]
     );
-    assert_eq!(pages.concat(), all, "the pages are the whole answer, in order");
+    assert_eq!(
+        pages.concat(),
+        all,
+        "the pages are the whole answer, in order"
+    );
 
     // With a counterpart, and with a page exactly as long as the answer.
     let pair = proto::ListRelationsRequest {

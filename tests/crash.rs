@@ -333,7 +333,10 @@ fn tables_in(dir: &Path) -> usize {
                     if path.is_dir() {
                         tables_in(&path)
                     } else {
-                        usize::from(path.parent().is_some_and(|parent| parent.ends_with("tables")))
+                        usize::from(
+                            path.parent()
+                                .is_some_and(|parent| parent.ends_with("tables")),
+                        )
                     }
                 })
                 .sum()

@@ -103,7 +103,10 @@ fn table_files(dir: &Path) -> Vec<std::path::PathBuf> {
             let path = item.unwrap().path();
             if path.is_dir() {
                 walk(&path, found);
-            } else if path.parent().is_some_and(|parent| parent.ends_with("tables")) {
+            } else if path
+                .parent()
+                .is_some_and(|parent| parent.ends_with("tables"))
+            {
                 found.push(path);
             }
         }

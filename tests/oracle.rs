@@ -107,7 +107,26 @@ fn history(rng: &mut Rng, events: usize) -> Vec<Vec<proto::Event>> {
         let size = 1 + rng.below(4) as usize;
         let mut batch = Vec::new();
         for _ in 0..size {
-            let id = format!("ev-{made}");
+            // Ids of three shapes: the cache keeps lowercase UUIDs in 16
+            // bytes and every other id as written.
+            let id = match rng.below(3) {
+                0 => format!("ev-{made}"),
+                shape => {
+                    let uuid = format!(
+                        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                        rng.next() as u32,
+                        rng.next() as u16,
+                        rng.next() & 0xfff,
+                        rng.next() & 0xfff,
+                        rng.next() & 0xffff_ffff_ffff
+                    );
+                    if shape == 1 {
+                        uuid
+                    } else {
+                        uuid.to_uppercase()
+                    }
+                }
+            };
             made += 1;
             let start = rng.time();
             let end = if rng.below(4) == 0 {

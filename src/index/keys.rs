@@ -247,16 +247,42 @@ mod tests {
         let key = change("china", Part::Relations, &group, -5, 7, 2);
         let parsed = parse_change(&key).unwrap();
         assert_eq!(
-            (parsed.entity, parsed.part, parsed.earliest, parsed.seq, parsed.effect),
+            (
+                parsed.entity,
+                parsed.part,
+                parsed.earliest,
+                parsed.seq,
+                parsed.effect
+            ),
             ("china", Part::Relations, -5, 7, 2)
         );
         let name = parse_relation_group(parsed.group).unwrap();
-        assert_eq!((name.kind, name.a, name.b, name.directed), ("ally", "china", "north-korea", false));
+        assert_eq!(
+            (name.kind, name.a, name.b, name.directed),
+            ("ally", "china", "north-korea", false)
+        );
         let later = change("china", Part::Relations, &group, 9, 1, 0);
-        let other = change("china", Part::Relations, &relation_group("ally", "china", "russia", false), -99, 1, 0);
+        let other = change(
+            "china",
+            Part::Relations,
+            &relation_group("ally", "china", "russia", false),
+            -99,
+            1,
+            0,
+        );
         assert!(key < later && later < other, "by relation, then by time");
-        let attribute = change("china", Part::Attributes, &attribute_group("leader"), 0, 1, 0);
-        assert_eq!(parse_attribute_group(parse_change(&attribute).unwrap().group), Some("leader"));
+        let attribute = change(
+            "china",
+            Part::Attributes,
+            &attribute_group("leader"),
+            0,
+            1,
+            0,
+        );
+        assert_eq!(
+            parse_attribute_group(parse_change(&attribute).unwrap().group),
+            Some("leader")
+        );
         assert!(attribute.starts_with(&part("china", Part::Attributes)));
         assert!(!key.starts_with(&part("china", Part::Attributes)));
     }

@@ -116,7 +116,9 @@ impl Index {
         let spans_end = keys::prefix_end(META_SPAN_PREFIX);
         for (key, value) in store.scan_derived(Tree::Meta, META_SPAN_PREFIX, &spans_end)? {
             if value.len() < 8 {
-                return Err(Error::DataLoss("an entity's span in the index is damaged".into()));
+                return Err(Error::DataLoss(
+                    "an entity's span in the index is damaged".into(),
+                ));
             }
             let entity = String::from_utf8_lossy(&key[META_SPAN_PREFIX.len()..]).into_owned();
             index.spans.insert(entity, keys::decode_instant(&value));

@@ -25,42 +25,125 @@ use super::records::{ChangeValue, Op};
 use crate::error::{Error, Result};
 use crate::store::{LogStore, Tree, Write};
 use crate::time::Instant;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One change to a relation or attribute, as a walk sees it. Its texts are
-/// in the `History` it came with.
+/// in the `History` it came with. 32 bytes: a cached copy holds millions.
 #[derive(Clone, Copy, Debug)]
 pub struct Change {
     pub earliest: Instant,
-    pub latest: Instant,
     pub seq: u64,
-    pub effect: u32,
+    /// Where its texts start in their buffer.
+    start: u32,
+    effect: u16,
+    /// The span in whole days (`latest` = earliest + days − 1 µs); 0 for an
+    /// instant (`latest` = earliest). Every valid time is one or the other.
+    span_days: u16,
+    value_len: u16,
+    time_len: u16,
+    id_len: u8,
+    compact: u8,
     pub op: Op,
-    texts: Texts,
 }
 
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
 impl Change {
+    /// A change; `None` when its numbers are no valid time's or no event's
+    /// (a damaged record).
+    fn new(
+        earliest: Instant,
+        latest: Instant,
+        seq: u64,
+        effect: u32,
+        op: Op,
+        texts: Texts,
+    ) -> Option<Change> {
+        let span = latest.checked_sub(earliest)?;
+        let span_days = if span == 0 {
+            0
+        } else if (span + 1) % MICROS_PER_DAY == 0 {
+            u16::try_from((span + 1) / MICROS_PER_DAY).ok()?
+        } else {
+            return None;
+        };
+        let mut change = Change {
+            earliest,
+            seq,
+            start: 0,
+            effect: u16::try_from(effect).ok()?,
+            span_days,
+            value_len: 0,
+            time_len: 0,
+            id_len: 0,
+            compact: 0,
+            op,
+        };
+        change.set_texts(texts);
+        Some(change)
+    }
+
     pub fn begins(&self) -> bool {
         self.op == Op::Begin
     }
 
+    /// The last instant of its valid time.
+    pub fn latest(&self) -> Instant {
+        match self.span_days {
+            0 => self.earliest,
+            days => self.earliest + i64::from(days) * MICROS_PER_DAY - 1,
+        }
+    }
+
+    /// Its position among its event's effects.
+    pub fn effect(&self) -> u32 {
+        u32::from(self.effect)
+    }
+
     /// The order of changes within a group.
-    fn order(&self) -> (Instant, u64, u32) {
+    fn order(&self) -> (Instant, u64, u16) {
         (self.earliest, self.seq, self.effect)
+    }
+
+    fn texts(&self) -> Texts {
+        Texts {
+            start: self.start,
+            time: self.time_len,
+            event_id: self.id_len,
+            value: self.value_len,
+            compact: self.compact,
+        }
+    }
+
+    fn set_texts(&mut self, texts: Texts) {
+        self.start = texts.start;
+        self.time_len = texts.time;
+        self.id_len = texts.event_id;
+        self.value_len = texts.value;
+        self.compact = texts.compact;
     }
 }
 
 /// Where a change's texts sit in their buffer: the valid time as written,
-/// the event id and the attribute value, one after the other.
+/// the event id and the attribute value, one after the other. A cached copy
+/// keeps the two commonest shapes shorter (`COMPACT_*`).
 #[derive(Clone, Copy, Debug)]
 struct Texts {
     start: u32,
     time: u16,
-    event_id: u16,
+    event_id: u8,
     value: u16,
+    compact: u8,
 }
+
+/// The valid time is the day that starts at the change's earliest instant,
+/// written `YYYY-MM-DD`: nothing is stored.
+const COMPACT_DAY: u8 = 1;
+/// The event id is a lowercase hyphenated UUID: its 16 bytes are stored.
+const COMPACT_UUID: u8 = 2;
 
 impl Texts {
     fn len(&self) -> usize {
@@ -68,22 +151,79 @@ impl Texts {
     }
 }
 
-/// Appends a change's texts to `buffer`.
-fn put(buffer: &mut String, time: &str, event_id: &str, value: &str) -> Texts {
+/// Appends a change's texts to `buffer` as they are.
+fn put(buffer: &mut Vec<u8>, time: &str, event_id: &str, value: &str) -> Texts {
+    put_parts(
+        buffer,
+        time.as_bytes(),
+        event_id.as_bytes(),
+        value.as_bytes(),
+        0,
+    )
+}
+
+/// Appends a change's texts to `buffer`, the time and id compacted when
+/// they have a common shape.
+fn put_compact(
+    buffer: &mut Vec<u8>,
+    earliest: Instant,
+    time: &str,
+    event_id: &str,
+    value: &str,
+) -> Texts {
+    let mut compact = 0;
+    let mut time_bytes = time.as_bytes();
+    if crate::time::is_day_text(earliest, time) {
+        compact |= COMPACT_DAY;
+        time_bytes = &[];
+    }
+    let uuid = uuid::Uuid::try_parse(event_id)
+        .ok()
+        .filter(|uuid| uuid.hyphenated().encode_lower(&mut [0; 36]) == event_id);
+    let uuid_bytes;
+    let mut id_bytes = event_id.as_bytes();
+    if let Some(uuid) = uuid {
+        compact |= COMPACT_UUID;
+        uuid_bytes = *uuid.as_bytes();
+        id_bytes = &uuid_bytes;
+    }
+    put_parts(buffer, time_bytes, id_bytes, value.as_bytes(), compact)
+}
+
+fn put_parts(
+    buffer: &mut Vec<u8>,
+    time: &[u8],
+    event_id: &[u8],
+    value: &[u8],
+    compact: u8,
+) -> Texts {
     let start = u32::try_from(buffer.len()).expect("a timeline's texts stay under 4 GiB");
     u32::try_from(buffer.len() + time.len() + event_id.len() + value.len())
         .expect("a timeline's texts stay under 4 GiB");
-    let length = |text: &str| u16::try_from(text.len()).expect("texts are validated short");
+    let length = |text: &[u8]| u16::try_from(text.len()).expect("texts are validated short");
     let texts = Texts {
         start,
         time: length(time),
-        event_id: length(event_id),
+        event_id: u8::try_from(event_id.len()).expect("event ids are validated short"),
         value: length(value),
+        compact,
     };
-    buffer.push_str(time);
-    buffer.push_str(event_id);
-    buffer.push_str(value);
+    buffer.extend_from_slice(time);
+    buffer.extend_from_slice(event_id);
+    buffer.extend_from_slice(value);
     texts
+}
+
+/// Copies a change's stored texts from one buffer to another, as stored.
+fn copy_texts(from: &[u8], texts: Texts, to: &mut Vec<u8>) -> Texts {
+    let start = texts.start as usize;
+    let bytes = &from[start..start + texts.len()];
+    let moved = Texts {
+        start: u32::try_from(to.len()).expect("a timeline's texts stay under 4 GiB"),
+        ..texts
+    };
+    to.extend_from_slice(bytes);
+    moved
 }
 
 /// The changes of one relation or attribute, in (earliest, seq, effect)
@@ -91,28 +231,45 @@ fn put(buffer: &mut String, time: &str, event_id: &str, value: &str) -> Texts {
 #[derive(Clone, Copy)]
 pub struct History<'a> {
     pub changes: &'a [Change],
-    texts: &'a str,
+    texts: &'a [u8],
 }
 
 impl<'a> History<'a> {
-    fn text(&self, change: &Change, skip: usize, len: u16) -> &'a str {
-        let start = change.texts.start as usize + skip;
-        &self.texts[start..start + usize::from(len)]
+    fn bytes(&self, change: &Change, skip: usize, len: usize) -> &'a [u8] {
+        let start = change.start as usize + skip;
+        &self.texts[start..start + len]
+    }
+
+    fn text(&self, change: &Change, skip: usize, len: usize) -> &'a str {
+        std::str::from_utf8(self.bytes(change, skip, len)).expect("texts are stored as UTF-8")
     }
 
     /// The valid time as the event wrote it.
-    pub fn time(&self, change: &Change) -> &'a str {
-        self.text(change, 0, change.texts.time)
+    pub fn time(&self, change: &Change) -> Cow<'a, str> {
+        if change.compact & COMPACT_DAY != 0 {
+            if let Some(day) = crate::time::day_text(change.earliest) {
+                return Cow::Owned(day);
+            }
+        }
+        Cow::Borrowed(self.text(change, 0, usize::from(change.time_len)))
     }
 
-    pub fn event_id(&self, change: &Change) -> &'a str {
-        self.text(change, usize::from(change.texts.time), change.texts.event_id)
+    pub fn event_id(&self, change: &Change) -> Cow<'a, str> {
+        let skip = usize::from(change.time_len);
+        let len = usize::from(change.id_len);
+        if change.compact & COMPACT_UUID != 0 {
+            if let Ok(uuid) = uuid::Uuid::from_slice(self.bytes(change, skip, len)) {
+                let mut text = [0; 36];
+                return Cow::Owned(uuid.hyphenated().encode_lower(&mut text).to_owned());
+            }
+        }
+        Cow::Borrowed(self.text(change, skip, len))
     }
 
     /// The attribute value (empty unsets).
     pub fn value(&self, change: &Change) -> &'a str {
-        let skip = usize::from(change.texts.time) + usize::from(change.texts.event_id);
-        self.text(change, skip, change.texts.value)
+        let skip = usize::from(change.time_len) + usize::from(change.id_len);
+        self.text(change, skip, usize::from(change.value_len))
     }
 }
 
@@ -170,13 +327,54 @@ impl SharedName {
     }
 }
 
+/// A group of a cached copy: its name as positions in the copy's `words`,
+/// and the end of its changes in `changes`.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    kind: u32,
+    a: u32,
+    b: u32,
+    end: u32,
+    directed: bool,
+}
+
+/// The distinct strings of a copy's group names, and where each is.
+#[derive(Default, Debug)]
+struct Words {
+    words: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl Words {
+    fn position(&mut self, word: &Arc<str>) -> u32 {
+        if let Some(position) = self.index.get(word) {
+            return *position;
+        }
+        let position = u32::try_from(self.words.len()).expect("fewer than 4 billion names");
+        self.words.push(Arc::clone(word));
+        self.index.insert(Arc::clone(word), position);
+        position
+    }
+
+    fn group(&mut self, name: &SharedName, end: u32) -> Group {
+        Group {
+            kind: self.position(&name.kind),
+            a: self.position(&name.a),
+            b: self.position(&name.b),
+            end,
+            directed: name.directed,
+        }
+    }
+}
+
 /// A cached copy of one part (relations or attributes) of an entity.
 #[derive(Default, Debug)]
 pub struct Timeline {
-    /// Each group's name and the end of its changes in `changes`.
-    groups: Vec<(SharedName, u32)>,
+    groups: Vec<Group>,
+    /// The strings `groups` name.
+    words: Vec<Arc<str>>,
     changes: Vec<Change>,
-    texts: String,
+    texts: Vec<u8>,
     /// What the writer added since the last `settle`, in any order; its
     /// texts are in `texts` already.
     pending: Vec<(SharedName, Change)>,
@@ -186,6 +384,15 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    fn name(&self, group: &Group) -> Name<'_> {
+        Name {
+            kind: &self.words[group.kind as usize],
+            a: &self.words[group.a as usize],
+            b: &self.words[group.b as usize],
+            directed: group.directed,
+        }
+    }
+
     /// Calls `visit` with each group after `after` (from the first when
     /// `None`), in order, until it returns `false`.
     fn walk(
@@ -195,20 +402,20 @@ impl Timeline {
     ) -> Result<()> {
         let first = after.map_or(0, |after| {
             self.groups
-                .partition_point(|(name, _)| name.view() <= after)
+                .partition_point(|group| self.name(group) <= after)
         });
         let mut start = match first {
             0 => 0,
-            first => self.groups[first - 1].1 as usize,
+            first => self.groups[first - 1].end as usize,
         };
-        for (name, end) in &self.groups[first..] {
-            let end = *end as usize;
+        for group in &self.groups[first..] {
+            let end = group.end as usize;
             let history = History {
                 changes: &self.changes[start..end],
                 texts: &self.texts,
             };
             start = end;
-            if !visit(name.view(), history)? {
+            if !visit(self.name(group), history)? {
                 break;
             }
         }
@@ -217,7 +424,8 @@ impl Timeline {
 
     fn bytes(&self) -> usize {
         128 + self.texts.capacity()
-            + self.groups.capacity() * std::mem::size_of::<(SharedName, u32)>()
+            + self.groups.capacity() * std::mem::size_of::<Group>()
+            + self.words.capacity() * std::mem::size_of::<Arc<str>>()
             + self.changes.capacity() * std::mem::size_of::<Change>()
             + self.pending.capacity() * std::mem::size_of::<(SharedName, Change)>()
     }
@@ -237,52 +445,56 @@ impl Timeline {
         let old_groups = std::mem::take(&mut self.groups);
         let old_changes = std::mem::take(&mut self.changes);
         let old_texts = std::mem::take(&mut self.texts);
-        let mut texts = String::with_capacity(old_texts.len());
+        let mut words = Words::default();
+        for word in &self.words {
+            words.position(word);
+        }
+        let mut texts = Vec::with_capacity(old_texts.len());
         let mut changes = Vec::with_capacity(old_changes.len() + pending.len());
         let mut groups = Vec::with_capacity(old_groups.len() + pending.len());
         // Copies a change into the group begun at `group_start`, unless the
         // group ends with it already.
         let mut copy = |change: &Change, changes: &mut Vec<Change>, group_start: usize| {
             if changes.len() > group_start
-                && changes.last().is_some_and(|last| last.order() == change.order())
+                && changes
+                    .last()
+                    .is_some_and(|last| last.order() == change.order())
             {
                 return;
             }
-            let source = History {
-                changes: &[],
-                texts: &old_texts,
-            };
             let mut copied = *change;
-            copied.texts = put(
-                &mut texts,
-                source.time(change),
-                source.event_id(change),
-                source.value(change),
-            );
+            copied.set_texts(copy_texts(&old_texts, change.texts(), &mut texts));
             changes.push(copied);
         };
+        let shared = |group: &Group| SharedName {
+            kind: Arc::clone(&self.words[group.kind as usize]),
+            a: Arc::clone(&self.words[group.a as usize]),
+            b: Arc::clone(&self.words[group.b as usize]),
+            directed: group.directed,
+        };
 
-        let mut old = old_groups.into_iter().peekable();
+        let mut old = old_groups.iter().peekable();
         let mut old_start = 0usize;
         let mut added = pending.into_iter().peekable();
         loop {
             let next_name = match (old.peek(), added.peek()) {
                 (None, None) => break,
-                (Some((name, _)), None) | (None, Some((name, _))) => name.clone(),
-                (Some((x, _)), Some((y, _))) => match x.view().cmp(&y.view()) {
-                    Ordering::Greater => y.clone(),
-                    _ => x.clone(),
+                (Some(group), None) => shared(group),
+                (None, Some((name, _))) => name.clone(),
+                (Some(group), Some((name, _))) => match self.name(group).cmp(&name.view()) {
+                    Ordering::Greater => name.clone(),
+                    _ => shared(group),
                 },
             };
             let group_start = changes.len();
             let mut from_old: &[Change] = &[];
             if old
                 .peek()
-                .is_some_and(|(name, _)| name.view() == next_name.view())
+                .is_some_and(|group| self.name(group) == next_name.view())
             {
-                let (_, end) = old.next().expect("peeked");
-                from_old = &old_changes[old_start..end as usize];
-                old_start = end as usize;
+                let group = old.next().expect("peeked");
+                from_old = &old_changes[old_start..group.end as usize];
+                old_start = group.end as usize;
             }
             let mut from_added = Vec::new();
             while added
@@ -304,18 +516,29 @@ impl Timeline {
                 }
             }
             if changes.len() > group_start {
-                groups.push((next_name, changes.len() as u32));
+                groups.push(words.group(&next_name, changes.len() as u32));
             }
         }
         self.groups = groups;
+        self.words = words.words;
         self.changes = changes;
         self.texts = texts;
+        self.shrink();
+    }
+
+    /// Gives back what the lists hold beyond their length.
+    fn shrink(&mut self) {
+        self.groups.shrink_to_fit();
+        self.words.shrink_to_fit();
+        self.changes.shrink_to_fit();
+        self.texts.shrink_to_fit();
     }
 }
 
 /// Collects a walk into a new copy, until it grows past `budget` bytes.
 struct Builder {
     timeline: Timeline,
+    words: Words,
     budget: usize,
     given_up: bool,
 }
@@ -327,18 +550,19 @@ impl Builder {
         }
         for change in history.changes {
             let mut copied = *change;
-            copied.texts = put(
+            copied.set_texts(put_compact(
                 &mut self.timeline.texts,
-                history.time(change),
-                history.event_id(change),
+                change.earliest,
+                &history.time(change),
+                &history.event_id(change),
                 history.value(change),
-            );
+            ));
             self.timeline.changes.push(copied);
         }
-        self.timeline
-            .groups
-            .push((strings.share(name), self.timeline.changes.len() as u32));
-        if self.timeline.bytes() > self.budget {
+        let end = self.timeline.changes.len() as u32;
+        let group = self.words.group(&strings.share(name), end);
+        self.timeline.groups.push(group);
+        if self.timeline.bytes() + self.words.words.len() * 16 > self.budget {
             self.given_up = true;
             self.timeline = Timeline::default();
         }
@@ -404,24 +628,26 @@ impl CacheState {
             let name = self.strings.share(name);
             let record = ChangeValue::decode(value)?;
             let mut timeline = timeline.write().expect("timeline lock");
-            let texts = put(
+            let texts = put_compact(
                 &mut timeline.texts,
+                parsed.earliest,
                 record.time,
                 record.event_id,
                 record.value,
             );
-            let change = Change {
-                earliest: parsed.earliest,
-                latest: record.latest,
-                seq: parsed.seq,
-                effect: parsed.effect,
-                op: record.op,
+            let change = Change::new(
+                parsed.earliest,
+                record.latest,
+                parsed.seq,
+                parsed.effect,
+                record.op,
                 texts,
-            };
+            )
+            .ok_or_else(damaged)?;
             timeline.pending.push((name, change));
             let added = std::mem::size_of::<(SharedName, Change)>()
                 + 2 * std::mem::size_of::<Change>()
-                + 2 * texts.len();
+                + 2 * change.texts().len();
             drop(timeline);
             self.bytes += added;
             if let Some(cached) = self.timelines.get_mut(&slot) {
@@ -508,18 +734,20 @@ impl TimelineCache {
             Source::Building(slot) => {
                 let mut builder = Builder {
                     timeline: Timeline::default(),
+                    words: Words::default(),
                     budget: self.budget,
                     given_up: false,
                 };
                 // Once `visit` has had enough, the walk goes on for the copy.
                 let mut wanted = true;
-                let walked = walk_store(store, entity, part, None, &mut |strings, name, history| {
-                    builder.add(strings, name, history);
-                    if wanted {
-                        wanted = visit(name, history)?;
-                    }
-                    Ok(wanted || !builder.given_up)
-                });
+                let walked =
+                    walk_store(store, entity, part, None, &mut |strings, name, history| {
+                        builder.add(strings, name, history);
+                        if wanted {
+                            wanted = visit(name, history)?;
+                        }
+                        Ok(wanted || !builder.given_up)
+                    });
                 self.fill(entity, part, &slot, builder, walked.is_ok());
                 walked
             }
@@ -578,7 +806,14 @@ impl TimelineCache {
     /// Puts a built copy into its slot, keeping what the writer added
     /// meanwhile, and evicts the least recently used copies over budget;
     /// a copy too big for the budget, or a walk that failed, frees the slot.
-    fn fill(&self, entity: &str, part: Part, slot: &Arc<RwLock<Timeline>>, builder: Builder, walked: bool) {
+    fn fill(
+        &self,
+        entity: &str,
+        part: Part,
+        slot: &Arc<RwLock<Timeline>>,
+        builder: Builder,
+        walked: bool,
+    ) {
         let mut state = self.lock();
         let key = (entity.to_string(), part);
         let registered = state
@@ -599,21 +834,14 @@ impl TimelineCache {
             let pending = std::mem::take(&mut timeline.pending);
             let added_texts = std::mem::take(&mut timeline.texts);
             let mut built = builder.timeline;
+            built.words = builder.words.words;
             // The pending changes' texts move into the built buffer.
             for (name, mut change) in pending {
-                let source = History {
-                    changes: &[],
-                    texts: &added_texts,
-                };
-                change.texts = put(
-                    &mut built.texts,
-                    source.time(&change),
-                    source.event_id(&change),
-                    source.value(&change),
-                );
+                change.set_texts(copy_texts(&added_texts, change.texts(), &mut built.texts));
                 built.pending.push((name, change));
             }
             built.loaded = true;
+            built.shrink();
             *timeline = built;
             timeline.bytes()
         };
@@ -669,22 +897,23 @@ fn walk_store(
     let mut strings = Strings::default();
     let mut group: Vec<u8> = Vec::new();
     let mut changes: Vec<Change> = Vec::new();
-    let mut texts = String::new();
+    let mut texts: Vec<u8> = Vec::new();
     let mut going = true;
-    let damaged = || Error::DataLoss(format!("a change key of {entity:?} in the index is damaged"));
+    let damaged = || {
+        Error::DataLoss(format!(
+            "a change key of {entity:?} in the index is damaged"
+        ))
+    };
     let mut flush = |group: &[u8],
                      changes: &mut Vec<Change>,
-                     texts: &mut String,
+                     texts: &mut Vec<u8>,
                      strings: &mut Strings|
      -> Result<bool> {
         if changes.is_empty() {
             return Ok(true);
         }
         let name = Name::parse(part, group).ok_or_else(damaged)?;
-        let history = History {
-            changes,
-            texts,
-        };
+        let history = History { changes, texts };
         let going = visit(strings, name, history)?;
         changes.clear();
         texts.clear();
@@ -702,14 +931,16 @@ fn walk_store(
         }
         let record = ChangeValue::decode(value)?;
         let texts_of = put(&mut texts, record.time, record.event_id, record.value);
-        changes.push(Change {
-            earliest: parsed.earliest,
-            latest: record.latest,
-            seq: parsed.seq,
-            effect: parsed.effect,
-            op: record.op,
-            texts: texts_of,
-        });
+        let change = Change::new(
+            parsed.earliest,
+            record.latest,
+            parsed.seq,
+            parsed.effect,
+            record.op,
+            texts_of,
+        )
+        .ok_or_else(damaged)?;
+        changes.push(change);
         Ok(true)
     })?;
     if going {
@@ -746,21 +977,31 @@ mod tests {
         )
     }
 
-    fn walked(cache: &TimelineCache, store: &dyn LogStore, entity: &str) -> Vec<(String, Vec<u64>, Vec<String>)> {
+    fn walked(
+        cache: &TimelineCache,
+        store: &dyn LogStore,
+        entity: &str,
+    ) -> Vec<(String, Vec<u64>, Vec<String>)> {
         let mut groups = Vec::new();
         cache
-            .walk(store, entity, Part::Attributes, None, &mut |name, history| {
-                groups.push((
-                    name.kind.to_string(),
-                    history.changes.iter().map(|change| change.seq).collect(),
-                    history
-                        .changes
-                        .iter()
-                        .map(|change| history.value(change).to_string())
-                        .collect(),
-                ));
-                Ok(true)
-            })
+            .walk(
+                store,
+                entity,
+                Part::Attributes,
+                None,
+                &mut |name, history| {
+                    groups.push((
+                        name.kind.to_string(),
+                        history.changes.iter().map(|change| change.seq).collect(),
+                        history
+                            .changes
+                            .iter()
+                            .map(|change| history.value(change).to_string())
+                            .collect(),
+                    ));
+                    Ok(true)
+                },
+            )
             .unwrap();
         groups
     }
@@ -806,9 +1047,16 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_change_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<Change>(), 32);
+    }
+
+    #[test]
     fn changes_the_writer_adds_reach_cached_copies_once() {
         let store = MemoryStore::new();
-        let first: Vec<Write> = (1..=4).map(|seq| attribute("e", "leader", seq * 2)).collect();
+        let first: Vec<Write> = (1..=4)
+            .map(|seq| attribute("e", "leader", seq * 2))
+            .collect();
         store.write_derived(first).unwrap();
         let cache = TimelineCache::new(usize::MAX);
         walked(&cache, &store, "e");

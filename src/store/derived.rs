@@ -23,7 +23,7 @@
 //! the log, unless its tail may hold entries sled lacks: then the open fails
 //! rather than lose them.
 
-use super::{Tree, Write};
+use super::{Tree, Visit, Write};
 use crate::error::{Error, Result};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -38,6 +38,10 @@ pub struct DerivedTrees {
     /// Why the store on disk could not be opened and was dropped, if it was.
     damage: Option<String>,
 }
+
+/// The longest key fjall takes. Derived keys are built from validated ids,
+/// kinds and names, far shorter; a lookup of a longer one finds nothing.
+const MAX_KEY_BYTES: usize = u16::MAX as usize;
 
 /// The name of the keyspace that holds the log's tail.
 const TAIL: &str = "log_tail";
@@ -141,20 +145,23 @@ impl DerivedTrees {
     }
 
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if key.len() > MAX_KEY_BYTES {
+            // No such key was ever written (fjall takes none this long).
+            return Ok(None);
+        }
         Ok(self.tree(tree).get(key)?.map(|value| value.to_vec()))
     }
 
     /// Calls `visit` with the pairs with `from <= key < to`, ascending,
     /// until it returns `false`.
-    pub fn visit(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    pub fn visit(&self, tree: Tree, from: &[u8], to: &[u8], visit: &mut Visit) -> Result<()> {
         if from >= to {
             return Ok(());
+        }
+        if from.len() > MAX_KEY_BYTES || to.len() > MAX_KEY_BYTES {
+            return Err(Error::Storage(
+                "a range of the derived index is bounded by keys too long for it".into(),
+            ));
         }
         for item in self.tree(tree).range(from..to) {
             let (key, value) = item.into_inner()?;

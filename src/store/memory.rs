@@ -1,7 +1,7 @@
 //! An in-memory store for tests: the same contract and byte encoding as the
 //! disk engine, without a disk.
 
-use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Write};
+use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Visit, Write};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -72,13 +72,7 @@ impl LogStore for MemoryStore {
         Ok(derived.get(&tree).and_then(|tree| tree.get(key)).cloned())
     }
 
-    fn visit_derived(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn visit_derived(&self, tree: Tree, from: &[u8], to: &[u8], visit: &mut Visit) -> Result<()> {
         if from >= to {
             return Ok(());
         }

@@ -4,8 +4,8 @@
 //! from it (see `index`). Two engines share one contract and one test suite:
 //! `SledStore` on disk and `MemoryStore` for tests.
 
-mod encoding;
 mod derived;
+mod encoding;
 mod memory;
 mod sled_store;
 
@@ -84,6 +84,10 @@ pub(crate) fn consecutive(from: u64, entries: Vec<StoredEntry>) -> Result<Vec<St
     Ok(entries)
 }
 
+/// What a scan of a derived tree calls with each (key, value), until it
+/// returns `false`.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// One write to a derived tree: (tree, key, value).
 pub type Write = (Tree, Vec<u8>, Vec<u8>);
 
@@ -126,13 +130,7 @@ pub trait LogStore: Send + Sync + 'static {
     /// Calls `visit` with each pair of a derived tree with `from <= key <
     /// to`, ascending, until it returns `false`. Nothing is collected: a
     /// query reads as far as it needs and no further.
-    fn visit_derived(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()>;
+    fn visit_derived(&self, tree: Tree, from: &[u8], to: &[u8], visit: &mut Visit) -> Result<()>;
 
     /// The pairs of a derived tree with `from <= key < to`, ascending.
     fn scan_derived(&self, tree: Tree, from: &[u8], to: &[u8]) -> Result<Vec<Pair>> {

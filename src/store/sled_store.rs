@@ -19,7 +19,7 @@
 //! without it, the open fails rather than risk the tail.
 
 use super::derived::DerivedTrees;
-use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry, Tree, Write};
+use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry, Tree, Visit, Write};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs::File;
@@ -130,9 +130,19 @@ impl SledStore {
         // Stores written before the derived trees left sled kept them as
         // sled trees: drop them (the empty trees make the index catch up).
         let names = db.tree_names();
-        for name in ["ids", "entity_log", "timeline", "declarations", "superseded", "meta"] {
+        for name in [
+            "ids",
+            "entity_log",
+            "timeline",
+            "declarations",
+            "superseded",
+            "meta",
+        ] {
             if names.iter().any(|tree| tree.as_ref() == name.as_bytes()) {
-                tracing::info!(tree = name, "dropping a derived tree kept in sled by an older version");
+                tracing::info!(
+                    tree = name,
+                    "dropping a derived tree kept in sled by an older version"
+                );
                 db.drop_tree(name)?;
             }
         }
@@ -256,7 +266,8 @@ impl Inner {
             self.recovered.store(recovered, Ordering::SeqCst);
         }
         self.sync_files()?;
-        self.derived.drop_tail(tail.iter().map(|(first, _)| *first))?;
+        self.derived
+            .drop_tail(tail.iter().map(|(first, _)| *first))?;
         self.derived.persist()
     }
 
@@ -305,7 +316,11 @@ impl Inner {
         self.derived.drop_tail(rounds.iter().copied())?;
         let mut progress = self.progress.lock().expect("progress lock");
         progress.checkpointed = through;
-        while progress.rounds.front().is_some_and(|(_, last)| *last <= through) {
+        while progress
+            .rounds
+            .front()
+            .is_some_and(|(_, last)| *last <= through)
+        {
             progress.rounds.pop_front();
         }
         Ok(())
@@ -420,13 +435,7 @@ impl LogStore for SledStore {
         self.inner.derived.get(tree, key)
     }
 
-    fn visit_derived(
-        &self,
-        tree: Tree,
-        from: &[u8],
-        to: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
+    fn visit_derived(&self, tree: Tree, from: &[u8], to: &[u8], visit: &mut Visit) -> Result<()> {
         self.inner.derived.visit(tree, from, to, visit)
     }
 
@@ -493,7 +502,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path(), 8 << 20).unwrap();
-            store.append(&[contract::entry(1, "a")], Vec::new()).unwrap();
+            store
+                .append(&[contract::entry(1, "a")], Vec::new())
+                .unwrap();
             store.sync().unwrap();
             store.checkpoint().unwrap();
             // Entries 2 and 3 reached the journal but not sled, as when a
@@ -509,7 +520,10 @@ mod tests {
         assert_eq!(store.last_seq().unwrap(), 3);
         assert_eq!(store.recovered(), 2);
         assert_eq!(store.get(3).unwrap(), Some(contract::entry(3, "e3")));
-        assert!(store.inner.derived.tail().unwrap().is_empty(), "the tail is drained");
+        assert!(
+            store.inner.derived.tail().unwrap().is_empty(),
+            "the tail is drained"
+        );
     }
 
     #[test]

@@ -135,6 +135,11 @@ struct RunArgs {
     /// Keep the data dirs.
     #[arg(long)]
     keep: bool,
+    /// Serve this data dir (one size only) and keep it: one that holds the
+    /// size's events already is reused without loading (for profiling;
+    /// the load figures are then missing).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// What server build this is, for the report (default: `git describe`
     /// of the current directory).
     #[arg(long)]
@@ -190,6 +195,9 @@ fn run(mut args: RunArgs) -> Res<()> {
     }
     if args.sizes.is_empty() || args.sizes.contains(&0) || args.rounds == 0 || args.seconds <= 0.0 {
         return Err("need positive --sizes, --rounds and --seconds".into());
+    }
+    if args.data_dir.is_some() && args.sizes.len() != 1 {
+        return Err("--data-dir serves one size: give one --sizes".into());
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(if args.smoke {
@@ -275,17 +283,29 @@ async fn run_size(n: u64, args: &RunArgs, server_bin: &Path) -> Res<Value> {
     let mut generator = Generator::default();
     let oracle = Arc::new(Oracle::new(generator.take(n)));
     let work = WorkDir::create(args.work_dir.as_deref(), &n.to_string(), args.keep)?;
-    let data_dir = work.path().join("data");
-    let log = work.path().join("server.log");
+    let (data_dir, log) = match &args.data_dir {
+        Some(dir) => (dir.clone(), dir.with_extension("log")),
+        None => (work.path().join("data"), work.path().join("server.log")),
+    };
 
-    // Load.
+    // Load (unless the data dir given holds the events already).
     let server = ServerProcess::start(server_bin, &data_dir, &log)?;
-    let load = measure::load(server.address(), oracle.clone(), BATCH).await?;
-    eprintln!(
-        "loaded {n} events in {:.2} s ({:.0} events/s)",
-        load.seconds,
-        n as f64 / load.seconds
-    );
+    let held = measure::last_seq(server.address()).await?;
+    let load = if args.data_dir.is_some() && held == n + 1 {
+        eprintln!("reusing {} ({held} entries)", data_dir.display());
+        measure::Load {
+            seconds: f64::NAN,
+            batches: 0,
+        }
+    } else {
+        let load = measure::load(server.address(), oracle.clone(), BATCH).await?;
+        eprintln!(
+            "loaded {n} events in {:.2} s ({:.0} events/s)",
+            load.seconds,
+            n as f64 / load.seconds
+        );
+        load
+    };
     let shutdown = server.stop()?;
     let disk_bytes = process::disk_bytes(&data_dir)?;
 

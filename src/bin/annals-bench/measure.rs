@@ -164,6 +164,27 @@ pub async fn load(address: &str, oracle: Arc<Oracle>, batch: usize) -> Res<Load>
 }
 
 /// Time from starting the server process to its first correct answer.
+/// The last seq of a server that may still be starting.
+pub async fn last_seq(address: &str) -> Res<u64> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok(mut client) = questions::connect(address).await {
+            let request = annals::proto::ReadLogRequest {
+                from_seq: 0,
+                limit: 1,
+                reverse: true,
+            };
+            if let Ok(page) = client.read_log(request).await {
+                return Ok(page.into_inner().last_seq);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the server never answered".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 pub async fn first_answer(address: &str) -> Res<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
