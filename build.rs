@@ -15,6 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .btree_map(".")
+        // Written by hand (src/wire.rs), so that the server can encode a
+        // page of relations straight from its index.
+        .extern_path(
+            ".annals.v1.ListRelationsResponse",
+            "crate::wire::ListRelationsResponse",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -45,8 +45,8 @@ enum Command {
         /// Do not append the built-in data set to an empty log.
         #[arg(long, env = "ANNALS_NO_SEED")]
         no_seed: bool,
-        /// sled page cache, in MiB.
-        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 1024)]
+        /// sled page cache, in MiB (log entries read recently).
+        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
         cache_mb: u64,
         /// Entity timelines kept in memory by the index, in MiB.
         #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 1024)]
@@ -427,10 +427,7 @@ async fn execute(cli: Cli) -> Outcome {
                 .await
                 .map_err(status_text)?;
             if json {
-                return print_json(&proto::ListRelationsResponse {
-                    relations,
-                    next_page_token: String::new(),
-                });
+                return print_json(&proto::ListRelationsResponse::new(relations, String::new()));
             }
             print_relations(&relations);
         }

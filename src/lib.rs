@@ -24,10 +24,14 @@ pub mod service;
 pub mod store;
 pub mod time;
 pub mod tls;
+pub mod wire;
 
 /// The wire types and the generated tonic client and server.
 pub mod proto {
     tonic::include_proto!("annals.v1");
+
+    /// Hand-written, with the generated messages' shape (see `wire`).
+    pub use crate::wire::ListRelationsResponse;
 
     /// The compiled descriptors of the API (for reflection and JSON).
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -16,6 +16,7 @@ use crate::index::{keys, Change, Declared, History, Index, Name, Part, TimelineC
 use crate::proto;
 use crate::store::{LogStore, Tree};
 use crate::time::Instant;
+use crate::wire::{RelationFields, RelationWriter};
 use std::collections::BTreeMap;
 
 /// The index as known at seq `as_of`.
@@ -192,6 +193,71 @@ impl<'a> Snapshot<'a> {
         relations: &mut Vec<proto::Relation>,
     ) -> Result<()> {
         self.relations_page(entity, counterpart, kind, at, None, usize::MAX, relations)
+    }
+
+    /// Up to `limit` relations of one entity active at Q, like
+    /// `relations_page`, encoded straight into `out` (see `wire`): no
+    /// `proto::Relation` is built. Returns the group key of the last one
+    /// written when more follow it (the next page's `after`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn relations_page_encoded(
+        &self,
+        entity: &str,
+        counterpart: Option<&str>,
+        kind: Option<&str>,
+        at: Instant,
+        after: Option<&[u8]>,
+        limit: usize,
+        out: &mut RelationWriter,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut last: Option<Vec<u8>> = None;
+        let mut more = false;
+        let mut found = 0;
+        let (mut time, mut id) = ([0; 36], [0; 36]);
+        self.timelines.walk(
+            self.store,
+            entity,
+            Part::Relations,
+            after,
+            &mut |name, history| {
+                let theirs = if name.a == entity { name.b } else { name.a };
+                let wanted = kind.is_none_or(|kind| name.kind == kind)
+                    && counterpart.is_none_or(|other| theirs == other);
+                let active = if wanted {
+                    self.deciding(history.changes, at)
+                        .filter(|change| change.begins())
+                } else {
+                    None
+                };
+                let Some(change) = active else {
+                    return Ok(true);
+                };
+                if found == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                out.push(&RelationFields {
+                    a: name.a,
+                    b: name.b,
+                    kind: name.kind,
+                    directed: name.directed,
+                    since: history.time_bytes(change, &mut time),
+                    certain: change.latest() <= at,
+                    event_id: history.event_id_bytes(change, &mut id),
+                });
+                found += 1;
+                if found == limit {
+                    last = Some(keys::relation_group(
+                        name.kind,
+                        name.a,
+                        name.b,
+                        name.directed,
+                    ));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(last.filter(|_| more))
     }
 
     /// Up to `limit` relations of one entity active at Q, by (kind, a, b,

@@ -34,8 +34,7 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Bytes of entity timelines the index keeps in memory.
     pub timeline_cache_bytes: usize,
-    /// Bytes of derived index writes buffered in memory before they are
-    /// written out as a sorted run.
+    /// Bytes of each derived tree's memtable before fjall flushes it.
     pub index_buffer_bytes: usize,
     /// Who may call what (`--auth-tokens`). Without tokens every call is
     /// open, which `check_exposure` allows on loopback only.
@@ -100,7 +99,7 @@ impl Default for Config {
             listen: "127.0.0.1:50051".parse().expect("a socket address"),
             data_dir: PathBuf::from("./annals-data"),
             seed: true,
-            cache_bytes: 1024 * 1024 * 1024,
+            cache_bytes: 256 * 1024 * 1024,
             timeline_cache_bytes: 1024 * 1024 * 1024,
             index_buffer_bytes: crate::store::DERIVED_BUFFER_BYTES,
             auth: None,

@@ -4,13 +4,13 @@
 
 use crate::engine::{wire_entry, Database};
 use crate::error::Error;
-use crate::index::keys;
 use crate::model::{check_kind, Event};
 use crate::page::{self, Cursor};
 use crate::proto::timeline_service_server::TimelineService;
 use crate::proto::{self, get_event_request::Selector};
 use crate::query::{EventFilter, Snapshot};
 use crate::time::{query_instant, window_start, Instant};
+use crate::wire::RelationWriter;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -342,7 +342,7 @@ impl TimelineService for Service {
             request.as_of_seq,
         )?;
         let size = page::page_size(request.page_size);
-        let (relations, next_page_token) = self.db.read(cursor.as_of, |snapshot| {
+        let response = self.db.read(cursor.as_of, |snapshot| {
             let entity = optional(&request.entity)
                 .map(|name| resolve(snapshot, "entity", name))
                 .transpose()?;
@@ -356,35 +356,33 @@ impl TimelineService for Service {
                 (None, None) => {
                     // The whole graph: every relation, then the page of it.
                     let relations = snapshot.relations(None, None, kind, at)?;
-                    return Ok::<_, Error>(page::slice(relations, &cursor, size, fingerprint));
+                    let (relations, next_page_token) =
+                        page::slice(relations, &cursor, size, fingerprint);
+                    return Ok::<_, Error>(proto::ListRelationsResponse::new(
+                        relations,
+                        next_page_token,
+                    ));
                 }
             };
             // One entity's relations: read from where the last page ended,
-            // one more than a page to know whether another follows.
+            // encoded as they are read.
             let after = (!cursor.after.is_empty()).then_some(cursor.after.as_slice());
-            let mut relations = Vec::with_capacity(size.min(1024) + 1);
-            snapshot.relations_page(
+            let mut relations = RelationWriter::default();
+            let last = snapshot.relations_page_encoded(
                 entity,
                 counterpart,
                 kind,
                 at,
                 after,
-                size + 1,
+                size,
                 &mut relations,
             )?;
-            let mut next = String::new();
-            if relations.len() > size {
-                relations.truncate(size);
-                let last = relations.last().expect("a full page");
-                let group = keys::relation_group(&last.kind, &last.a, &last.b, last.directed);
-                next = page::after(cursor.as_of, group, fingerprint);
-            }
-            Ok((relations, next))
+            let next = last
+                .map(|group| page::after(cursor.as_of, group, fingerprint))
+                .unwrap_or_default();
+            Ok(proto::ListRelationsResponse::encoded(relations, next))
         })??;
-        Ok(Response::new(proto::ListRelationsResponse {
-            relations,
-            next_page_token,
-        }))
+        Ok(Response::new(response))
     }
 
     async fn relation_history(

@@ -170,6 +170,14 @@ pub fn format_instant(instant: Instant) -> String {
 /// starts there (years 0001–9999): the canonical text of a day-precision
 /// valid time whose earliest instant is `instant`.
 pub fn day_text(instant: Instant) -> Option<String> {
+    let mut text = [0; 10];
+    write_day(instant, &mut text)?;
+    String::from_utf8(text.to_vec()).ok()
+}
+
+/// Writes `YYYY-MM-DD` of the day that starts at `instant` into `text`, if
+/// a day starts there (years 0001–9999): `day_text` without allocating.
+pub fn write_day(instant: Instant, text: &mut [u8; 10]) -> Option<()> {
     if instant.rem_euclid(MICROS_PER_DAY) != 0 {
         return None;
     }
@@ -177,18 +185,18 @@ pub fn day_text(instant: Instant) -> Option<String> {
     let year = u32::try_from(day.year())
         .ok()
         .filter(|year| (1..=9999).contains(year))?;
-    // By hand rather than through `format!`: answers render one per change.
-    let mut text = String::with_capacity(10);
+    let mut at = 0;
     for (number, digits) in [(year, 4), (day.month(), 2), (day.day(), 2)] {
-        if !text.is_empty() {
-            text.push('-');
+        if at > 0 {
+            text[at] = b'-';
+            at += 1;
         }
         for place in (0..digits).rev() {
-            let digit = (number / 10u32.pow(place)) % 10;
-            text.push(char::from(b'0' + digit as u8));
+            text[at] = b'0' + ((number / 10u32.pow(place)) % 10) as u8;
+            at += 1;
         }
     }
-    Some(text)
+    Some(())
 }
 
 /// Is `text` the day that starts at `instant`, written `YYYY-MM-DD`? Like

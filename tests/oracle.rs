@@ -462,6 +462,37 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     caught_up.close();
 }
 
+/// An entity's relations at `at` as ListRelations sends them: encoded
+/// straight from the index, `size` a page, each page read after the last.
+fn encoded_pages(
+    snapshot: &annals::query::Snapshot,
+    entity: &str,
+    at: Instant,
+    size: usize,
+) -> Vec<proto::Relation> {
+    use prost::Message;
+    let mut relations = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    for _ in 0..1000 {
+        let mut writer = annals::wire::RelationWriter::default();
+        let last = snapshot
+            .relations_page_encoded(entity, None, None, at, after.as_deref(), size, &mut writer)
+            .unwrap();
+        assert!(writer.len() <= size);
+        let bytes = proto::ListRelationsResponse::encoded(writer, String::new()).encode_to_vec();
+        relations.extend(
+            proto::ListRelationsResponse::decode(bytes.as_slice())
+                .unwrap()
+                .relations,
+        );
+        match last {
+            Some(key) => after = Some(key),
+            None => return relations,
+        }
+    }
+    panic!("pages never ended");
+}
+
 fn compare(db: &Database, replay: &Replay, rng: &mut Rng, queries: usize, seed: u64, path: &str) {
     let last = db.last_seq();
     for _ in 0..queries {
@@ -495,6 +526,11 @@ fn compare(db: &Database, replay: &Replay, rng: &mut Rng, queries: usize, seed: 
                         expected
                     },
                     "relations of {entity}, {context}"
+                );
+                assert_eq!(
+                    encoded_pages(snapshot, entity, at, 1 + rng.below(3) as usize),
+                    snapshot.relations(Some(entity), None, None, at).unwrap(),
+                    "relations of {entity} in encoded pages, {context}"
                 );
                 assert_eq!(
                     snapshot.attributes(entity, at).unwrap(),

@@ -258,12 +258,38 @@ impl<'a> History<'a> {
         let skip = usize::from(change.time_len);
         let len = usize::from(change.id_len);
         if change.compact & COMPACT_UUID != 0 {
-            if let Ok(uuid) = uuid::Uuid::from_slice(self.bytes(change, skip, len)) {
+            if let Ok(bytes) = <[u8; 16]>::try_from(self.bytes(change, skip, len)) {
                 let mut text = [0; 36];
+                let uuid = uuid::Uuid::from_bytes(bytes);
                 return Cow::Owned(uuid.hyphenated().encode_lower(&mut text).to_owned());
             }
         }
         Cow::Borrowed(self.text(change, skip, len))
+    }
+
+    /// `time` as bytes, rendered into `scratch` when compacted.
+    pub fn time_bytes<'b>(&'b self, change: &Change, scratch: &'b mut [u8; 36]) -> &'b [u8] {
+        if change.compact & COMPACT_DAY != 0 {
+            let day: &mut [u8; 10] = (&mut scratch[..10]).try_into().expect("10 bytes");
+            if crate::time::write_day(change.earliest, day).is_some() {
+                return &scratch[..10];
+            }
+        }
+        self.bytes(change, 0, usize::from(change.time_len))
+    }
+
+    /// `event_id` as bytes, rendered into `scratch` when compacted.
+    pub fn event_id_bytes<'b>(&'b self, change: &Change, scratch: &'b mut [u8; 36]) -> &'b [u8] {
+        let skip = usize::from(change.time_len);
+        let len = usize::from(change.id_len);
+        if change.compact & COMPACT_UUID != 0 {
+            if let Ok(bytes) = <[u8; 16]>::try_from(self.bytes(change, skip, len)) {
+                let uuid = uuid::Uuid::from_bytes(bytes);
+                uuid.hyphenated().encode_lower(scratch);
+                return &scratch[..];
+            }
+        }
+        self.bytes(change, skip, len)
     }
 
     /// The attribute value (empty unsets).

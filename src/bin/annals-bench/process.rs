@@ -65,6 +65,32 @@ pub fn disk_bytes(path: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Reads every file under `path` once, so that the operating system's page
+/// cache holds them (as PostgreSQL's side does with `pg_prewarm`). Returns
+/// the bytes read.
+pub fn prewarm(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut total = 0;
+    let mut buffer = vec![0u8; 1 << 20];
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            total += prewarm(&entry.path())?;
+        } else if file_type.is_file() {
+            let mut file = std::fs::File::open(entry.path())?;
+            loop {
+                let read = file.read(&mut buffer)?;
+                if read == 0 {
+                    break;
+                }
+                total += read as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// A running `annals serve`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct ServerProcess {
     child: Child,
