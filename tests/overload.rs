@@ -91,9 +91,18 @@ async fn calls_beyond_the_limit_are_shed_and_stalled_calls_end_at_the_deadline()
     }
 
     // Once the stalled calls hold every slot, the next call is shed, and
-    // at once. (Wait for that moment, boundedly.)
+    // at once. (Wait for that moment, boundedly.) A stalled call that
+    // arrived while a probe held a slot was itself shed: it starts again.
     let start = Instant::now();
     let shed = loop {
+        for call in stalled.iter_mut() {
+            if call.is_finished() {
+                let ended =
+                    std::mem::replace(call, tokio::spawn(stalled_append(server.channel().await)));
+                let status = ended.await.unwrap().unwrap_err();
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            }
+        }
         let asked = Instant::now();
         match get_entity(&mut client).await {
             Err(status) if status.code() == Code::ResourceExhausted => {
