@@ -220,6 +220,9 @@ pub struct GateReport {
     pub items: usize,
     pub failed: usize,
     pub problems: Vec<String>,
+    /// Per question: its name, how many were asked, and the items in their
+    /// expected answers (so the mean answer size at this N).
+    pub per_question: Vec<(&'static str, usize, usize)>,
 }
 
 /// Asks `per_question` random instances of Q1–Q4 (and a few Q1-hot) and
@@ -239,11 +242,15 @@ pub async fn gate(
         } else {
             per_question
         };
+        report.per_question.push((question.name(), count, 0));
         for _ in 0..count {
             let params = Params::draw(question, oracle.len(), &mut rng);
             let (problems, items) = check_one(&mut client, oracle, question, &params).await?;
             report.checked += 1;
             report.items += items;
+            if let Some(last) = report.per_question.last_mut() {
+                last.2 += items;
+            }
             if !problems.is_empty() {
                 report.failed += 1;
                 if report.problems.len() < 20 {

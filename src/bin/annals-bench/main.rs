@@ -342,6 +342,12 @@ async fn run_size(n: u64, args: &RunArgs, server_bin: &Path) -> Res<Value> {
         "{} answers ({} relations, attributes and events) equal the oracle's",
         gate.checked, gate.items
     );
+    let answer_sizes: Vec<String> = gate
+        .per_question
+        .iter()
+        .map(|(name, asked, items)| format!("{name} {:.1}", *items as f64 / (*asked).max(1) as f64))
+        .collect();
+    eprintln!("mean items per answer: {}", answer_sizes.join(", "));
 
     let mut size = json!({
         "n": n,
@@ -355,7 +361,16 @@ async fn run_size(n: u64, args: &RunArgs, server_bin: &Path) -> Res<Value> {
         "bytes_per_event": measure::round3(disk_bytes as f64 / n as f64),
         "shutdown_seconds": measure::round3(shutdown.as_secs_f64()),
         "reopen_seconds": measure::round3(reopen.as_secs_f64()),
-        "gate": { "checked": gate.checked, "items": gate.items, "failed": gate.failed },
+        "gate": {
+            "checked": gate.checked,
+            "items": gate.items,
+            "failed": gate.failed,
+            "items_per_answer": gate
+                .per_question
+                .iter()
+                .map(|(name, asked, items)| (name.to_string(), json!(measure::round3(*items as f64 / (*asked).max(1) as f64))))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+        },
     });
     if args.check_only {
         let memory = server.memory();
