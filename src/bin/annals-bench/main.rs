@@ -11,6 +11,7 @@
 
 mod chart;
 mod check;
+mod counting;
 mod measure;
 mod oracle;
 mod pgreport;

@@ -4,6 +4,7 @@
 //! issuing calls back to back with fresh random parameters until the
 //! deadline, recording each call's latency.
 
+use crate::counting::Counter;
 use crate::oracle::Oracle;
 use crate::questions::{self, Grpc, Params, Question};
 use crate::workload::{declaration_event, Generator, SplitMix64};
@@ -222,7 +223,10 @@ pub async fn queries(
     n: u64,
     seed: u64,
 ) -> Res<Stats> {
-    let connections = connect_all(address, clients).await?;
+    let mut connections = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connections.push(Counter::new(questions::channel(address).await?));
+    }
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -234,7 +238,8 @@ pub async fn queries(
             while Instant::now() < deadline {
                 let params = Params::draw(question, n, &mut rng);
                 let call = Instant::now();
-                questions::ask(&mut client, question, &params)
+                client
+                    .ask(question, &params)
                     .await
                     .map_err(|status| format!("{} {params:?}: {status}", question.name()))?;
                 latencies.push(call.elapsed().as_nanos() as u64);

@@ -1,7 +1,7 @@
 //! The four questions (WORKLOAD.md), their random parameters, and how each
 //! is asked over gRPC.
 
-use crate::workload::{entity_name, valid_date, SplitMix64, ENTITIES, VALID_DAYS};
+use crate::workload::{SplitMix64, ENTITIES, VALID_DAYS};
 use annals::client::TimelineServiceClient;
 use annals::proto;
 use tonic::transport::{Channel, Endpoint};
@@ -12,13 +12,18 @@ pub type Grpc = TimelineServiceClient<Channel>;
 /// A new HTTP/2 connection (one per benchmark client). No compression: on
 /// loopback gzip only burns the two cores the server needs.
 pub async fn connect(address: &str) -> crate::Res<Grpc> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))?
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+    let channel = channel(address).await?;
     Ok(TimelineServiceClient::new(channel)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024))
+}
+
+/// A new HTTP/2 connection to the server at `address`.
+pub async fn channel(address: &str) -> crate::Res<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{address}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,24 +169,4 @@ pub async fn events(
         ..Default::default()
     };
     Ok(client.list_events(request).await?.into_inner())
-}
-
-/// Asks one question; returns the number of items in the answer.
-pub async fn ask(client: &mut Grpc, question: Question, params: &Params) -> Result<usize, Status> {
-    let entity = entity_name(params.entity);
-    let at = valid_date(params.at);
-    match question {
-        Question::Q1 | Question::Q1Hot => Ok(relations(client, &entity, &at, 0).await?.len()),
-        Question::Q3 => Ok(relations(client, &entity, &at, params.as_of_seq)
-            .await?
-            .len()),
-        Question::Q2 => {
-            let state = entity_state(client, &entity, &at).await?;
-            Ok(state.attributes.len() + state.relations.len())
-        }
-        Question::Q4 => {
-            let to = valid_date(params.window_end());
-            Ok(events(client, &entity, &at, &to).await?.entries.len())
-        }
-    }
 }
