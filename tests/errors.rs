@@ -7,7 +7,7 @@ mod common;
 use annals::client::{Client, EventQuery, TimelineServiceClient};
 use annals::proto;
 use annals::server::{Config, Server};
-use common::{begin, event, get_by_seq, last_seq, set, two_countries, TestServer};
+use common::{begin, event, get_by_seq, last_seq, open_sled, set, two_countries, TestServer};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -919,21 +919,6 @@ async fn unavailable_when_shutting_down() {
 }
 
 // -------------------------------------------------------------- DATA_LOSS
-
-/// Opens sled in `dir` directly, retrying while the server's lock lingers.
-fn open_sled(dir: &Path) -> sled::Db {
-    let mut last = None;
-    for _ in 0..50 {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(error) => {
-                last = Some(error);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-    panic!("sled does not open {dir:?}: {last:?}");
-}
 
 /// Three entries on disk, written through the server; then the server is
 /// stopped.

@@ -7,7 +7,7 @@ mod common;
 use annals::client::{Client, EventQuery};
 use annals::proto;
 use annals::store::{LogStore, SledStore, Tree, Write};
-use common::{at, begin, end, event, set, TestServer};
+use common::{at, begin, end, event, open_sled, set, TestServer};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -157,7 +157,7 @@ async fn verify_passes_a_sound_store() {
 #[tokio::test]
 async fn a_damaged_log_entry_is_reported_and_read_as_data_loss() {
     let dir = populated_store().await;
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_sled(dir.path());
     let log = db.open_tree("log").unwrap();
     let mut value = log.get(7u64.to_be_bytes()).unwrap().unwrap().to_vec();
     let middle = value.len() / 2;
@@ -359,7 +359,7 @@ async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
     // beside them.
     std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path());
         for tree in ["ids", "entity_log", "timeline", "meta"] {
             db.open_tree(tree)
                 .unwrap()
@@ -372,7 +372,7 @@ async fn a_store_with_the_derived_trees_in_sled_is_rebuilt_on_open() {
     let (server, mut client) = serve(dir.path(), false).await;
     assert_eq!(answers(&mut client).await, expected);
     server.shutdown().await.unwrap();
-    let names = sled::open(dir.path()).unwrap().tree_names();
+    let names = open_sled(dir.path()).tree_names();
     assert!(
         !names.iter().any(|name| name.as_ref() == b"entity_log"),
         "the old trees are gone"

@@ -88,6 +88,9 @@ impl DerivedTrees {
     ) -> Result<DerivedTrees> {
         match DerivedTrees::open_existing(dir, memtable_bytes, cache_bytes) {
             Ok(trees) => Ok(trees),
+            // Held by a store of this process still closing (the wait is
+            // over): not damage, so nothing is dropped.
+            Err(error @ Error::Unavailable(_)) => Err(error),
             Err(error) if !tail_is_empty => Err(Error::DataLoss(format!(
                 "the derived index in {} cannot be opened, and it may hold acknowledged log entries \
                  that sled has not made durable (the server did not stop cleanly): {error}",
@@ -110,10 +113,27 @@ impl DerivedTrees {
     }
 
     fn open_existing(dir: &Path, memtable_bytes: u64, cache_bytes: u64) -> Result<DerivedTrees> {
-        let db = Database::builder(dir)
-            .cache_size(cache_bytes)
-            .worker_threads(2)
-            .open()?;
+        // Like sled's lock, fjall's is let go by its threads a moment after
+        // a store closes: wait for it, boundedly.
+        let deadline = std::time::Instant::now() + super::sled_store::LOCK_WAIT;
+        let db = loop {
+            match Database::builder(dir)
+                .cache_size(cache_bytes)
+                .worker_threads(2)
+                .open()
+            {
+                Err(fjall::Error::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fjall::Error::Locked) => {
+                    return Err(Error::Unavailable(format!(
+                        "the derived index in {} is in use by another store",
+                        dir.display()
+                    )))
+                }
+                opened => break opened?,
+            }
+        };
         let trees = Tree::ALL
             .iter()
             .map(|tree| {

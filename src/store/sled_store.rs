@@ -83,6 +83,30 @@ struct Progress {
     rounds: std::collections::VecDeque<(u64, u64)>,
 }
 
+/// How long opening waits for a lock that a store closed a moment ago in
+/// this process may still hold (see `open_sled`).
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled. sled lets go of its file lock only when its background
+/// threads have dropped their handles, a moment after the last `Db` is
+/// dropped, so a store just closed in this process may still hold it:
+/// opening waits for it, boundedly. (Another process's lock outlasts the
+/// wait and is reported.)
+fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// A round's entries as the tail keeps them: each one length-prefixed.
 fn encode_round(values: &[Vec<u8>]) -> Vec<u8> {
     let mut round = Vec::with_capacity(values.iter().map(|value| value.len() + 3).sum());
@@ -122,11 +146,12 @@ impl SledStore {
     /// passes `buffer_bytes`.
     pub fn open_with(dir: &Path, cache_bytes: u64, buffer_bytes: usize) -> Result<SledStore> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(
+            &sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput),
+        )?;
         let log = db.open_tree("log")?;
         // Stores written before the derived trees left sled kept them as
         // sled trees: drop them (the empty trees make the index catch up).
@@ -488,10 +513,7 @@ impl Drop for SledStore {
         // wrote since the last one (seconds after millions of appends): after
         // a clean stop, open it once more now, so that the next start is quick.
         if clean {
-            let reopened = sled::Config::new()
-                .path(&dir)
-                .cache_capacity(1 << 20)
-                .open();
+            let reopened = open_sled(&sled::Config::new().path(&dir).cache_capacity(1 << 20));
             if let Err(error) = reopened {
                 tracing::warn!(%error, "sled could not write its snapshot at stop; the next start does");
             }

@@ -270,3 +270,18 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Opens sled in `dir` directly, retrying while the server's lock lingers.
+pub fn open_sled(dir: &std::path::Path) -> sled::Db {
+    let mut last = None;
+    for _ in 0..50 {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(error) => {
+                last = Some(error);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    panic!("sled does not open {dir:?}: {last:?}");
+}
