@@ -407,11 +407,18 @@ impl LogStore for SledStore {
                 }
             }
             let values: Vec<Vec<u8>> = entries.iter().map(encode_entry).collect();
-            let mut batch = sled::Batch::default();
-            for (entry, value) in entries.iter().zip(&values) {
-                batch.insert(&seq_key(entry.seq), value.as_slice());
+            if let ([entry], [value]) = (entries, values.as_slice()) {
+                // One entry is atomic by itself, and a plain insert lets
+                // sled buffer it: a batch makes sled write its IO buffer out
+                // before and after it (sled 0.34's `pin_log`), every round.
+                inner.log.insert(seq_key(entry.seq), value.as_slice())?;
+            } else {
+                let mut batch = sled::Batch::default();
+                for (entry, value) in entries.iter().zip(&values) {
+                    batch.insert(&seq_key(entry.seq), value.as_slice());
+                }
+                inner.log.apply_batch(batch)?;
             }
-            inner.log.apply_batch(batch)?;
             round = Some((first.seq, encode_round(&values)));
         }
         inner.derived.write(round, derived)?;
