@@ -192,11 +192,56 @@ impl<'a> Snapshot<'a> {
         at: Instant,
         relations: &mut Vec<proto::Relation>,
     ) -> Result<()> {
-        self.relations_page(entity, counterpart, kind, at, None, usize::MAX, relations)
+        self.active_relations(
+            entity,
+            counterpart,
+            kind,
+            at,
+            None,
+            &mut |name, history, change| {
+                relations.push(Snapshot::relation_view(*name, *history, change, at));
+                Ok(true)
+            },
+        )
     }
 
-    /// Up to `limit` relations of one entity active at Q, like
-    /// `relations_page`, encoded straight into `out` (see `wire`): no
+    /// Calls `visit` with each relation of `entity` active at `at` (only
+    /// with `counterpart` and of `kind`, when given) and the change that
+    /// began it, by group key, after the group `after`, until it returns
+    /// `false`.
+    #[allow(clippy::too_many_arguments)]
+    fn active_relations(
+        &self,
+        entity: &str,
+        counterpart: Option<&str>,
+        kind: Option<&str>,
+        at: Instant,
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(&Name, &History, &Change) -> Result<bool>,
+    ) -> Result<()> {
+        self.timelines.walk(
+            self.store,
+            entity,
+            Part::Relations,
+            after,
+            &mut |name, history| {
+                let theirs = if name.a == entity { name.b } else { name.a };
+                let wanted = kind.is_none_or(|kind| name.kind == kind)
+                    && counterpart.is_none_or(|other| theirs == other);
+                if !wanted {
+                    return Ok(true);
+                }
+                match self.deciding(history.changes, at) {
+                    Some(change) if change.begins() => visit(&name, &history, change),
+                    _ => Ok(true),
+                }
+            },
+        )
+    }
+
+    /// Up to `limit` relations of one entity active at Q, after the
+    /// relation whose group key (`keys::relation_group`) is `after`,
+    /// encoded straight into `out` (see `wire`): no
     /// `proto::Relation` is built. Returns the group key of the last one
     /// written when more follow it (the next page's `after`).
     #[allow(clippy::too_many_arguments)]
@@ -214,24 +259,13 @@ impl<'a> Snapshot<'a> {
         let mut more = false;
         let mut found = 0;
         let (mut time, mut id) = ([0; 36], [0; 36]);
-        self.timelines.walk(
-            self.store,
+        self.active_relations(
             entity,
-            Part::Relations,
+            counterpart,
+            kind,
+            at,
             after,
-            &mut |name, history| {
-                let theirs = if name.a == entity { name.b } else { name.a };
-                let wanted = kind.is_none_or(|kind| name.kind == kind)
-                    && counterpart.is_none_or(|other| theirs == other);
-                let active = if wanted {
-                    self.deciding(history.changes, at)
-                        .filter(|change| change.begins())
-                } else {
-                    None
-                };
-                let Some(change) = active else {
-                    return Ok(true);
-                };
+            &mut |name, history, change| {
                 if found == limit {
                     more = true;
                     return Ok(false);
@@ -258,46 +292,6 @@ impl<'a> Snapshot<'a> {
             },
         )?;
         Ok(last.filter(|_| more))
-    }
-
-    /// Up to `limit` relations of one entity active at Q, by (kind, a, b,
-    /// directed), after the relation whose group key (`keys::relation_group`)
-    /// is `after`: a page of them, read from where the last one ended.
-    #[allow(clippy::too_many_arguments)]
-    pub fn relations_page(
-        &self,
-        entity: &str,
-        counterpart: Option<&str>,
-        kind: Option<&str>,
-        at: Instant,
-        after: Option<&[u8]>,
-        limit: usize,
-        relations: &mut Vec<proto::Relation>,
-    ) -> Result<()> {
-        let mut found = 0;
-        if limit == 0 {
-            return Ok(());
-        }
-        self.timelines.walk(
-            self.store,
-            entity,
-            Part::Relations,
-            after,
-            &mut |name, history| {
-                let theirs = if name.a == entity { name.b } else { name.a };
-                let wanted = kind.is_none_or(|kind| name.kind == kind)
-                    && counterpart.is_none_or(|other| theirs == other);
-                if wanted {
-                    if let Some(change) = self.deciding(history.changes, at) {
-                        if change.begins() {
-                            relations.push(Snapshot::relation_view(name, history, change, at));
-                            found += 1;
-                        }
-                    }
-                }
-                Ok(found < limit)
-            },
-        )
     }
 
     /// Relations active at Q: of `entity` (every relation when `None`),

@@ -52,6 +52,19 @@ pub struct Change {
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 impl Change {
+    /// The change a `changes` entry holds (its key and value), with its
+    /// texts laid out already; `None` when damaged.
+    fn stored(key: &keys::ChangeKey, record: &ChangeValue, texts: Texts) -> Option<Change> {
+        Change::new(
+            key.earliest,
+            record.latest,
+            key.seq,
+            key.effect,
+            record.op,
+            texts,
+        )
+    }
+
     /// A change; `None` when its numbers are no valid time's or no event's
     /// (a damaged record).
     fn new(
@@ -661,15 +674,7 @@ impl CacheState {
                 record.event_id,
                 record.value,
             );
-            let change = Change::new(
-                parsed.earliest,
-                record.latest,
-                parsed.seq,
-                parsed.effect,
-                record.op,
-                texts,
-            )
-            .ok_or_else(damaged)?;
+            let change = Change::stored(&parsed, &record, texts).ok_or_else(damaged)?;
             timeline.pending.push((name, change));
             let added = std::mem::size_of::<(SharedName, Change)>()
                 + 2 * std::mem::size_of::<Change>()
@@ -957,15 +962,7 @@ fn walk_store(
         }
         let record = ChangeValue::decode(value)?;
         let texts_of = put(&mut texts, record.time, record.event_id, record.value);
-        let change = Change::new(
-            parsed.earliest,
-            record.latest,
-            parsed.seq,
-            parsed.effect,
-            record.op,
-            texts_of,
-        )
-        .ok_or_else(damaged)?;
+        let change = Change::stored(&parsed, &record, texts_of).ok_or_else(damaged)?;
         changes.push(change);
         Ok(true)
     })?;
