@@ -5,6 +5,9 @@
 //! the payload, then the payload, a protobuf `LogEntry` (without
 //! `superseded_by`, which is derived). A checksum or seq mismatch is reported
 //! as data loss rather than decoded into a wrong answer.
+//!
+//! A round of the log's tail (fjall's `log_tail`) is its entries' values,
+//! each prefixed by its length as a varint.
 
 use super::StoredEntry;
 use crate::error::{Error, Result};
@@ -62,6 +65,33 @@ pub fn timestamp(micros: i64) -> prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
     }
+}
+
+/// A round's entries as the tail keeps them: each one length-prefixed.
+pub fn encode_round(values: &[Vec<u8>]) -> Vec<u8> {
+    let mut round = Vec::with_capacity(values.iter().map(|value| value.len() + 3).sum());
+    for value in values {
+        prost::encoding::encode_varint(value.len() as u64, &mut round);
+        round.extend_from_slice(value);
+    }
+    round
+}
+
+/// The entries of a round of the tail.
+pub fn decode_round(mut round: &[u8]) -> Result<Vec<&[u8]>> {
+    let damaged = || Error::DataLoss("a round of the log tail is damaged".into());
+    let mut values = Vec::new();
+    while !round.is_empty() {
+        let len = prost::encoding::decode_varint(&mut round).map_err(|_| damaged())?;
+        let len = usize::try_from(len).map_err(|_| damaged())?;
+        if round.len() < len {
+            return Err(damaged());
+        }
+        let (value, rest) = round.split_at(len);
+        values.push(value);
+        round = rest;
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

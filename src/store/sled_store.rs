@@ -19,6 +19,7 @@
 //! without it, the open fails rather than risk the tail.
 
 use super::derived::DerivedTrees;
+use super::encoding::{decode_round, encode_round};
 use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry, Tree, Visit, Write};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -105,33 +106,6 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
             opened => return opened,
         }
     }
-}
-
-/// A round's entries as the tail keeps them: each one length-prefixed.
-fn encode_round(values: &[Vec<u8>]) -> Vec<u8> {
-    let mut round = Vec::with_capacity(values.iter().map(|value| value.len() + 3).sum());
-    for value in values {
-        prost::encoding::encode_varint(value.len() as u64, &mut round);
-        round.extend_from_slice(value);
-    }
-    round
-}
-
-/// The entries of a round of the tail.
-fn decode_round(mut round: &[u8]) -> Result<Vec<&[u8]>> {
-    let damaged = || Error::DataLoss("a round of the log tail is damaged".into());
-    let mut values = Vec::new();
-    while !round.is_empty() {
-        let len = prost::encoding::decode_varint(&mut round).map_err(|_| damaged())?;
-        let len = usize::try_from(len).map_err(|_| damaged())?;
-        if round.len() < len {
-            return Err(damaged());
-        }
-        let (value, rest) = round.split_at(len);
-        values.push(value);
-        round = rest;
-    }
-    Ok(values)
 }
 
 impl SledStore {
