@@ -282,3 +282,39 @@ fn dedup_meta(writes: Vec<Write>) -> Vec<Write> {
     kept.extend(meta);
     kept
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose lock is held (another store has it open) is not
+    /// damage: opening it fails, and nothing of it is dropped, even when the
+    /// last stop was clean.
+    #[test]
+    fn a_store_in_use_is_refused_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("derived");
+        let first = DerivedTrees::open(&path, 1 << 20, 1 << 20, true).unwrap();
+        let write = (Tree::Ids, b"event-1".to_vec(), 1u64.to_be_bytes().to_vec());
+        first.write(None, vec![write]).unwrap();
+        first.persist().unwrap();
+
+        let second = DerivedTrees::open(&path, 1 << 20, 1 << 20, true);
+        assert!(
+            matches!(&second, Err(Error::Unavailable(message)) if message.contains("in use")),
+            "{:?}",
+            second.err()
+        );
+        assert_eq!(
+            first.get(Tree::Ids, b"event-1").unwrap(),
+            Some(1u64.to_be_bytes().to_vec())
+        );
+        drop(first);
+        let reopened = DerivedTrees::open(&path, 1 << 20, 1 << 20, true).unwrap();
+        assert!(reopened.damage().is_none());
+        assert_eq!(
+            reopened.get(Tree::Ids, b"event-1").unwrap(),
+            Some(1u64.to_be_bytes().to_vec())
+        );
+    }
+}
