@@ -88,6 +88,10 @@ impl Interceptor for Credentials {
 #[derive(Clone, Debug, Default)]
 pub struct EventQuery {
     pub entity: String,
+    /// Only events naming this entity too (the dyad).
+    pub counterpart: String,
+    /// Only events carrying every one of these labels.
+    pub labels: std::collections::BTreeMap<String, String>,
     pub kind: String,
     pub from: String,
     pub to: String,
@@ -326,6 +330,8 @@ impl Client {
             page_size: 1000,
             page_token: String::new(),
             newest_first: query.newest_first,
+            counterpart: query.counterpart.clone(),
+            labels: query.labels.clone(),
         };
         let mut entries = Vec::new();
         loop {
@@ -340,6 +346,13 @@ impl Client {
             }
             request.page_token = page.next_page_token;
         }
+    }
+
+    pub async fn count_events(
+        &mut self,
+        request: proto::CountEventsRequest,
+    ) -> Result<proto::CountEventsResponse, Status> {
+        Ok(self.inner.count_events(request).await?.into_inner())
     }
 
     pub async fn diff(

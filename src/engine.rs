@@ -46,6 +46,8 @@ impl Default for Limits {
 pub struct Appended {
     pub entries: Vec<StoredEntry>,
     pub last_seq: u64,
+    /// Per event: was it in the log already (and nothing stored for it)?
+    pub already_present: Vec<bool>,
 }
 
 struct AppendJob {
@@ -493,6 +495,7 @@ fn prepare(
     }
     if originals.iter().all(Option::is_some) {
         return Ok(Appended {
+            already_present: vec![true; originals.len()],
             entries: originals.into_iter().flatten().collect(),
             last_seq: index.last_seq(),
         });
@@ -524,6 +527,7 @@ fn prepare(
         *clock = (*clock).max(now);
     }
     let mut entries = Vec::with_capacity(events.len());
+    let already_present = originals.iter().map(Option::is_some).collect();
     for (position, (((event, domain), original), corrected)) in events
         .into_iter()
         .zip(&parsed)
@@ -558,6 +562,7 @@ fn prepare(
     Ok(Appended {
         entries,
         last_seq: index.last_seq(),
+        already_present,
     })
 }
 

@@ -49,6 +49,7 @@ named!(
     RelationHistoryResponse,
     ListEventsResponse,
     DiffResponse,
+    CountEventsResponse,
 );
 
 /// Proto3 JSON of `message`, with the .proto's field names.

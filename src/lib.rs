@@ -4,7 +4,8 @@
 //! → `engine` (the database handle and its single writer) → `query` over
 //! `index` (pure point-in-time folds) → `store` (the log on sled, behind a
 //! trait). `time` owns valid-time parsing; `model` the validated domain
-//! types. `client` is the typed client the CLI uses, for other services too.
+//! types. `client` is the typed client the CLI uses, for other services too;
+//! `import` takes coded event data (GDELT, ICEWS) in through it.
 
 pub mod admission;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod index;
 pub mod json;
 pub mod model;

@@ -4,12 +4,12 @@
 
 use crate::engine::{wire_entry, Database};
 use crate::error::Error;
-use crate::model::{check_kind, Event};
+use crate::model::{check_kind, Event, MAX_KIND_LEN};
 use crate::page::{self, Cursor};
 use crate::proto::timeline_service_server::TimelineService;
 use crate::proto::{self, get_event_request::Selector};
-use crate::query::{EventFilter, Snapshot};
-use crate::time::{query_instant, window_start, Instant};
+use crate::query::{EventFilter, Snapshot, Window};
+use crate::time::{query_instant, window_start, Bucket, Instant};
 use crate::wire::RelationWriter;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -110,6 +110,66 @@ fn optional_kind<'a>(field: &str, kind: &'a str) -> std::result::Result<Option<&
         .transpose()
 }
 
+/// The window `[from, to]` of an event query: `from` from the start of its
+/// span, `to` to the end of its span; empty ends are open.
+fn window(from: &str, to: &str) -> std::result::Result<(Instant, Instant), Error> {
+    let first = window_start(from).map_err(|error| Error::invalid("from", error.to_string()))?;
+    let last = at_instant("to", to)?;
+    if last < first {
+        return Err(Error::invalid(
+            "to",
+            format!("{to:?} is before from {from:?}"),
+        ));
+    }
+    Ok((first, last))
+}
+
+fn check_label_key(field: &str, key: &str) -> std::result::Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KIND_LEN {
+        return Err(Error::invalid(
+            field,
+            format!("label keys are 1 to {MAX_KIND_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A request's label filter as sorted pairs.
+fn label_pairs(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<Vec<(String, String)>, Error> {
+    let pairs: Vec<(String, String)> = labels
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    for (key, _) in &pairs {
+        check_label_key("labels", key)?;
+    }
+    Ok(pairs)
+}
+
+/// Resolves the entity and counterpart of an event query; a counterpart
+/// needs an entity.
+fn dyad(
+    snapshot: &Snapshot,
+    entity: &str,
+    counterpart: &str,
+) -> std::result::Result<(Option<String>, Option<String>), Error> {
+    let entity = optional(entity)
+        .map(|name| resolve(snapshot, "entity", name))
+        .transpose()?;
+    let counterpart = optional(counterpart)
+        .map(|name| resolve(snapshot, "counterpart", name))
+        .transpose()?;
+    if entity.is_none() && counterpart.is_some() {
+        return Err(Error::invalid(
+            "counterpart",
+            "a counterpart needs an entity: the events of the dyad entity-counterpart",
+        ));
+    }
+    Ok((entity, counterpart))
+}
+
 /// Resolves an entity id or alias, or says which field named an unknown one.
 fn resolve(snapshot: &Snapshot, field: &str, name: &str) -> std::result::Result<String, Error> {
     snapshot
@@ -171,6 +231,7 @@ impl TimelineService for Service {
                 .map(|entry| wire_entry(entry, ""))
                 .collect(),
             last_seq: appended.last_seq,
+            already_present: appended.already_present,
         }))
     }
 
@@ -409,21 +470,16 @@ impl TimelineService for Service {
         request: Request<proto::ListEventsRequest>,
     ) -> Result<proto::ListEventsResponse> {
         let request = request.into_inner();
-        let from = window_start(&request.from)
-            .map_err(|error| Error::invalid("from", error.to_string()))?;
-        let to = at_instant("to", &request.to)?;
-        if to < from {
-            return Err(Error::invalid(
-                "to",
-                format!("{:?} is before from {:?}", request.to, request.from),
-            )
-            .into());
-        }
+        let (from, to) = window(&request.from, &request.to)?;
         let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
+        let labels = label_pairs(&request.labels)?;
+        let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let fingerprint = page::fingerprint(&[
             "events",
             &request.entity,
+            &request.counterpart,
             &request.kind,
+            &label_text.join("\0"),
             &request.from,
             &request.to,
             &request.as_of_seq.to_string(),
@@ -448,14 +504,15 @@ impl TimelineService for Service {
                 .saturating_add(1)
         });
         let mut seqs = self.db.read(cursor.as_of, |snapshot| {
-            let entity = optional(&request.entity)
-                .map(|name| resolve(snapshot, "entity", name))
-                .transpose()?;
+            let (entity, counterpart) = dyad(snapshot, &request.entity, &request.counterpart)?;
             snapshot.events(&EventFilter {
                 entity,
+                counterpart,
                 kind,
+                labels,
                 from,
                 to,
+                window: Window::Overlaps,
                 limit,
             })
         })??;
@@ -467,6 +524,72 @@ impl TimelineService for Service {
         Ok(Response::new(proto::ListEventsResponse {
             entries,
             next_page_token,
+        }))
+    }
+
+    async fn count_events(
+        &self,
+        request: Request<proto::CountEventsRequest>,
+    ) -> Result<proto::CountEventsResponse> {
+        let request = request.into_inner();
+        let (from, to) = window(&request.from, &request.to)?;
+        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
+        let labels = label_pairs(&request.labels)?;
+        let bucket = match proto::Bucket::try_from(request.bucket) {
+            Ok(proto::Bucket::Day) => Bucket::Day,
+            Ok(proto::Bucket::Month | proto::Bucket::Unspecified) => Bucket::Month,
+            Ok(proto::Bucket::Year) => Bucket::Year,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "bucket",
+                    format!(
+                        "{} is not a Bucket: BUCKET_DAY, BUCKET_MONTH or BUCKET_YEAR",
+                        request.bucket
+                    ),
+                )
+                .into())
+            }
+        };
+        let value_label = optional(&request.value_label);
+        if let Some(label) = value_label {
+            check_label_key("value_label", label)?;
+        }
+        let (as_of, buckets) = self.db.read(request.as_of_seq, |snapshot| {
+            let (entity, counterpart) = dyad(snapshot, &request.entity, &request.counterpart)?;
+            let buckets = snapshot.count_events(
+                &EventFilter {
+                    entity,
+                    counterpart,
+                    kind,
+                    labels,
+                    from,
+                    to,
+                    window: Window::StartsIn,
+                    limit: None,
+                },
+                bucket,
+                value_label,
+            )?;
+            Ok::<_, Error>((snapshot.as_of(), buckets))
+        })??;
+        let total = buckets.iter().map(|counted| counted.count).sum();
+        Ok(Response::new(proto::CountEventsResponse {
+            buckets: buckets
+                .into_iter()
+                .map(|counted| proto::EventCount {
+                    mean: if counted.valued == 0 {
+                        0.0
+                    } else {
+                        counted.sum / counted.valued as f64
+                    },
+                    start: counted.start,
+                    count: counted.count,
+                    sum: counted.sum,
+                    valued: counted.valued,
+                })
+                .collect(),
+            total,
+            as_of_seq: as_of,
         }))
     }
 

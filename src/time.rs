@@ -223,6 +223,46 @@ pub fn is_day_text(instant: Instant, text: &str) -> bool {
         && number(8..10) == Some(day.day())
 }
 
+/// The width of a bucket of valid time (a count per day, month or year).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Day,
+    Month,
+    Year,
+}
+
+/// The bucket holding an instant: its first instant, the first instant of
+/// the next one, and its text as a valid time of its precision (`2018`,
+/// `2018-06`, `2018-06-01`). `None` outside years 0001–9999.
+pub fn bucket_of(instant: Instant, bucket: Bucket) -> Option<(Instant, Instant, String)> {
+    let day = DateTime::from_timestamp_micros(instant)?.date_naive();
+    if !(1..=9999).contains(&day.year()) {
+        return None;
+    }
+    let (year, month) = (day.year(), day.month());
+    let (first, next, text) = match bucket {
+        Bucket::Day => (
+            day,
+            day.succ_opt()?,
+            format!("{year:04}-{month:02}-{:02}", day.day()),
+        ),
+        Bucket::Month => {
+            let next = if month == 12 {
+                date(year + 1, 1, 1)?
+            } else {
+                date(year, month + 1, 1)?
+            };
+            (date(year, month, 1)?, next, format!("{year:04}-{month:02}"))
+        }
+        Bucket::Year => (
+            date(year, 1, 1)?,
+            date(year + 1, 1, 1)?,
+            format!("{year:04}"),
+        ),
+    };
+    Some((day_start(first), day_start(next), text))
+}
+
 fn date(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year, month, day)
 }
@@ -235,6 +275,22 @@ fn day_start(day: NaiveDate) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_hold_their_instants() {
+        let instant = ValidTime::parse("2018-12-31T23:59:59Z").unwrap().earliest();
+        let year = bucket_of(instant, Bucket::Year).unwrap();
+        assert_eq!(year.2, "2018");
+        assert_eq!(year.0, ValidTime::parse("2018").unwrap().earliest());
+        assert_eq!(year.1, ValidTime::parse("2019").unwrap().earliest());
+        let month = bucket_of(instant, Bucket::Month).unwrap();
+        assert_eq!(month.2, "2018-12");
+        assert_eq!(month.1, ValidTime::parse("2019-01").unwrap().earliest());
+        let day = bucket_of(instant, Bucket::Day).unwrap();
+        assert_eq!(day.2, "2018-12-31");
+        assert!(day.0 <= instant && instant < day.1);
+        assert_eq!(bucket_of(Instant::MIN, Bucket::Day), None);
+    }
 
     fn span(text: &str) -> (String, String) {
         let time = ValidTime::parse(text).unwrap();

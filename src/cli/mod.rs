@@ -3,13 +3,20 @@
 //! `--json`.
 
 use crate::client::{Client, ClientOptions, EventQuery, DEFAULT_SERVER};
-use crate::json::{to_json, Named};
+use crate::json::to_json;
 use crate::proto;
-use crate::server::{Config, Server, ServerLimits};
+use crate::server::{Config, ServerLimits};
 use clap::{Args, Parser, Subcommand};
+use local::{read_input, serve, verify};
+use print::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod import;
+mod local;
+mod print;
+mod trend;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -105,8 +112,14 @@ enum Command {
     Events {
         #[arg(long, default_value = "")]
         entity: String,
+        /// Only events naming this entity too (the dyad; needs --entity).
+        #[arg(long, alias = "with", default_value = "")]
+        counterpart: String,
         #[arg(long, default_value = "")]
         kind: String,
+        /// Only events with this label (KEY=VALUE; repeat for more).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
         #[arg(long, default_value = "")]
         from: String,
         #[arg(long, default_value = "")]
@@ -171,11 +184,16 @@ enum Command {
         out: PathBuf,
     },
     /// Restore an export into an empty data directory (server stopped).
-    Import {
+    Restore {
         file: PathBuf,
         #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
         data_dir: PathBuf,
     },
+    /// Import coded event data (GDELT 2.0, ICEWS) or proto3 JSON lines of
+    /// events, through Append: plain, .zip or .gz files, streamed.
+    Import(import::ImportArgs),
+    /// Events of an entity (or a dyad) counted per day, month or year.
+    Trend(trend::TrendArgs),
     /// Append events from a file of proto3 JSON lines ("-" for stdin).
     Append {
         file: PathBuf,
@@ -283,6 +301,14 @@ pub async fn run() -> ExitCode {
 
 type Outcome = Result<(), String>;
 
+/// `KEY=VALUE` of a `--label` flag.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE (e.g. cameo_root=04)")),
+    }
+}
+
 fn status_text(status: tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
@@ -310,6 +336,14 @@ async fn execute(cli: Cli) -> Outcome {
         let config = trust.apply(config).map_err(|error| error.to_string())?;
         return serve(config).await;
     }
+    if let Command::Import(args) = &cli.command {
+        if args.dry_run() {
+            let Command::Import(args) = cli.command else {
+                unreachable!("matched above")
+            };
+            return import::run(None, args, cli.json).await;
+        }
+    }
     match &cli.command {
         Command::Verify { data_dir } => return verify(data_dir),
         Command::RebuildIndexes { data_dir } => {
@@ -321,7 +355,7 @@ async fn execute(cli: Cli) -> Outcome {
             );
             return Ok(());
         }
-        Command::Import { file, data_dir } => {
+        Command::Restore { file, data_dir } => {
             let text = read_input(file)?;
             let last = crate::ops::import(data_dir, &text)
                 .await
@@ -349,7 +383,9 @@ async fn execute(cli: Cli) -> Outcome {
         Command::Serve { .. }
         | Command::Verify { .. }
         | Command::RebuildIndexes { .. }
-        | Command::Import { .. } => unreachable!("handled above"),
+        | Command::Restore { .. } => unreachable!("handled above"),
+        Command::Import(args) => return import::run(Some(&mut client), args, json).await,
+        Command::Trend(args) => return trend::run(&mut client, args, json).await,
         Command::Export { out } => {
             let mut lines = String::new();
             let last = client
@@ -464,7 +500,9 @@ async fn execute(cli: Cli) -> Outcome {
         }
         Command::Events {
             entity,
+            counterpart,
             kind,
+            labels,
             from,
             to,
             as_of,
@@ -473,7 +511,9 @@ async fn execute(cli: Cli) -> Outcome {
         } => {
             let query = EventQuery {
                 entity,
+                counterpart,
                 kind,
+                labels: labels.into_iter().collect(),
                 from,
                 to,
                 as_of_seq: as_of,
@@ -594,6 +634,7 @@ async fn execute(cli: Cli) -> Outcome {
                 return print_json(&proto::AppendResponse {
                     entries: appended,
                     last_seq,
+                    ..Default::default()
                 });
             }
             let first = appended.iter().map(|entry| entry.seq).min().unwrap_or(0);
@@ -605,280 +646,4 @@ async fn execute(cli: Cli) -> Outcome {
         }
     }
     Ok(())
-}
-
-/// A file's text, or stdin's for "-".
-fn read_input(file: &std::path::Path) -> Result<String, String> {
-    if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).map_err(|error| error.to_string())
-    } else {
-        std::fs::read_to_string(file).map_err(|error| format!("{}: {error}", file.display()))
-    }
-}
-
-fn verify(data_dir: &std::path::Path) -> Outcome {
-    let report = crate::ops::verify(data_dir).map_err(|error| error.to_string())?;
-    println!(
-        "{}: {} log entries, indexed through seq {}",
-        data_dir.display(),
-        report.entries,
-        report.indexed_seq
-    );
-    if report.recovered > 0 {
-        println!(
-            "recovered: {} acknowledged log entries sled had lost were given back from the log tail",
-            report.recovered
-        );
-    }
-    if report.is_clean() {
-        println!("ok: checksums, seqs and derived trees agree with the log");
-        return Ok(());
-    }
-    for fault in &report.faults {
-        println!("FAULT {fault}");
-    }
-    if report.fault_count > report.faults.len() {
-        println!("… and {} more", report.fault_count - report.faults.len());
-    }
-    Err(format!("{} faults found", report.fault_count))
-}
-
-async fn serve(config: Config) -> Outcome {
-    use tracing_subscriber::EnvFilter;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("ANNALS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let server = Server::start(&config)
-        .await
-        .map_err(|error| error.to_string())?;
-    println!("annals listening on {}", server.local_addr());
-    server
-        .run_until(shutdown_signal())
-        .await
-        .map_err(|error| error.to_string())?;
-    tracing::info!("stopped cleanly");
-    Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("interrupted; draining"),
-        _ = terminate => tracing::info!("terminated; draining"),
-    }
-}
-
-fn print_json<M: Named>(message: &M) -> Outcome {
-    let text =
-        serde_json::to_string_pretty(&to_json(message)).map_err(|error| error.to_string())?;
-    println!("{text}");
-    Ok(())
-}
-
-fn parse_entity_type(text: &str) -> Result<proto::EntityType, String> {
-    if text.is_empty() {
-        return Ok(proto::EntityType::Unspecified);
-    }
-    let name = format!("ENTITY_TYPE_{}", text.to_uppercase());
-    proto::EntityType::from_str_name(&name).ok_or_else(|| {
-        format!("{text:?} is not an entity type: COUNTRY, PERSON, ORGANIZATION, PLACE or OTHER")
-    })
-}
-
-fn type_name(value: i32) -> String {
-    proto::EntityType::try_from(value)
-        .map(|entity_type| {
-            entity_type
-                .as_str_name()
-                .trim_start_matches("ENTITY_TYPE_")
-                .to_string()
-        })
-        .unwrap_or_else(|_| value.to_string())
-}
-
-fn between(a: &str, b: &str, directed: bool) -> String {
-    if directed {
-        format!("{a} -> {b}")
-    } else {
-        format!("{a} -- {b}")
-    }
-}
-
-fn certainty(certain: bool) -> String {
-    if certain { "yes" } else { "possible" }.to_string()
-}
-
-fn print_entity(response: &proto::GetEntityResponse) {
-    if let Some(entity) = &response.entity {
-        println!(
-            "{}  {}  ({})",
-            entity.id,
-            entity.name,
-            type_name(entity.r#type)
-        );
-        if !entity.aliases.is_empty() {
-            println!("aliases: {}", entity.aliases.join(", "));
-        }
-        println!("declared by: {}", entity.declared_by);
-    }
-    println!();
-    let rows = response
-        .attributes
-        .iter()
-        .map(|attribute| {
-            vec![
-                attribute.key.clone(),
-                attribute.value.clone(),
-                attribute.since.clone(),
-                certainty(attribute.certain),
-                attribute.event_id.clone(),
-            ]
-        })
-        .collect();
-    print_table(&["ATTRIBUTE", "VALUE", "SINCE", "CERTAIN", "EVENT"], rows);
-    println!();
-    print_relations(&response.relations);
-}
-
-fn print_relations(relations: &[proto::Relation]) {
-    let rows = relations
-        .iter()
-        .map(|relation| {
-            vec![
-                relation.kind.clone(),
-                between(&relation.a, &relation.b, relation.directed),
-                relation.since.clone(),
-                certainty(relation.certain),
-                relation.event_id.clone(),
-            ]
-        })
-        .collect();
-    print_table(&["RELATION", "BETWEEN", "SINCE", "CERTAIN", "EVENT"], rows);
-}
-
-fn when(event: &proto::Event) -> String {
-    match &event.occurred {
-        Some(span) if span.end.is_empty() => span.start.clone(),
-        Some(span) => format!("{}/{}", span.start, span.end),
-        None => String::new(),
-    }
-}
-
-fn entry_row(entry: &proto::LogEntry) -> Vec<String> {
-    let event = entry.event.clone().unwrap_or_default();
-    let mut summary = event.summary.clone();
-    if !entry.superseded_by.is_empty() {
-        summary = format!("[superseded by {}] {summary}", entry.superseded_by);
-    }
-    vec![
-        entry.seq.to_string(),
-        when(&event),
-        event.kind.clone(),
-        event.id.clone(),
-        summary,
-    ]
-}
-
-fn print_entries(entries: &[proto::LogEntry]) {
-    let rows = entries.iter().map(entry_row).collect();
-    print_table(&["SEQ", "WHEN", "KIND", "ID", "SUMMARY"], rows);
-}
-
-fn print_diff(changes: &[proto::StateChange]) {
-    let rows = changes
-        .iter()
-        .map(|change| {
-            let kind = proto::ChangeKind::try_from(change.kind).unwrap_or_default();
-            let (label, what) = match (kind, &change.relation) {
-                (proto::ChangeKind::RelationBegun, Some(relation)) => (
-                    "relation begun",
-                    format!(
-                        "{} {}",
-                        relation.kind,
-                        between(&relation.a, &relation.b, relation.directed)
-                    ),
-                ),
-                (proto::ChangeKind::RelationEnded, Some(relation)) => (
-                    "relation ended",
-                    format!(
-                        "{} {}",
-                        relation.kind,
-                        between(&relation.a, &relation.b, relation.directed)
-                    ),
-                ),
-                (proto::ChangeKind::AttributeUnset, _) => (
-                    "attribute unset",
-                    format!(
-                        "{}.{} (was {:?})",
-                        change.entity, change.key, change.previous_value
-                    ),
-                ),
-                _ => (
-                    "attribute set",
-                    if change.previous_value.is_empty() {
-                        format!("{}.{} = {}", change.entity, change.key, change.value)
-                    } else {
-                        format!(
-                            "{}.{} = {} (was {})",
-                            change.entity, change.key, change.value, change.previous_value
-                        )
-                    },
-                ),
-            };
-            vec![
-                label.to_string(),
-                what,
-                change.at.clone(),
-                certainty(change.certain),
-                change.event_id.clone(),
-            ]
-        })
-        .collect();
-    print_table(&["CHANGE", "WHAT", "AT", "CERTAIN", "EVENT"], rows);
-}
-
-/// Prints rows under headers, each column as wide as its widest cell.
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
-    if rows.is_empty() {
-        println!("(none)");
-        return;
-    }
-    let mut widths: Vec<usize> = headers
-        .iter()
-        .map(|header| header.chars().count())
-        .collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
 }

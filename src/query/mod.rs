@@ -10,14 +10,16 @@
 //! Results are expressed in the wire's view types (`proto::Relation`, …):
 //! they are plain data, and a second copy of each would add nothing.
 
-use crate::error::{Error, Result};
-use crate::index::records::EventValue;
+use crate::error::Result;
 use crate::index::{keys, Change, Declared, History, Index, Name, Part, TimelineCache};
 use crate::proto;
-use crate::store::{LogStore, Tree};
+use crate::store::LogStore;
 use crate::time::Instant;
 use crate::wire::{RelationFields, RelationWriter};
 use std::collections::BTreeMap;
+
+mod events;
+pub use events::{Counted, EventFilter, Window};
 
 /// The index as known at seq `as_of`.
 pub struct Snapshot<'a> {
@@ -25,19 +27,6 @@ pub struct Snapshot<'a> {
     timelines: &'a TimelineCache,
     store: &'a dyn LogStore,
     as_of: u64,
-}
-
-/// Which events a listing wants.
-#[derive(Clone, Debug, Default)]
-pub struct EventFilter {
-    pub entity: Option<String>,
-    pub kind: Option<String>,
-    /// First instant of the window (inclusive).
-    pub from: Instant,
-    /// Last instant of the window (inclusive).
-    pub to: Instant,
-    /// At most this many (the first, in valid-time order); all when `None`.
-    pub limit: Option<usize>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -53,6 +42,11 @@ impl<'a> Snapshot<'a> {
             store,
             as_of: as_of.min(index.last_seq()),
         }
+    }
+
+    /// The seq S this snapshot is as of.
+    pub fn as_of(&self) -> u64 {
+        self.as_of
     }
 
     /// Is the entry with this seq part of what was known at S, and not
@@ -395,56 +389,6 @@ impl<'a> Snapshot<'a> {
             .into_iter()
             .map(|(_, interval)| interval)
             .collect())
-    }
-
-    /// Seqs of events whose valid time overlaps the window, by (earliest,
-    /// seq): the first `filter.limit` of them when it is set.
-    pub fn events(&self, filter: &EventFilter) -> Result<Vec<u64>> {
-        let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut seqs = Vec::new();
-        if limit == 0 {
-            return Ok(seqs);
-        }
-        let (tree, from, to, prefix) = match &filter.entity {
-            Some(entity) => {
-                let first = filter.from.saturating_sub(self.index.span_of(entity));
-                let prefix = keys::entity(entity);
-                let to = keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX));
-                (
-                    Tree::Mentions,
-                    keys::mention(entity, first, 0),
-                    to,
-                    prefix.len(),
-                )
-            }
-            None => {
-                let first = filter.from.saturating_sub(self.index.max_span);
-                let to = keys::prefix_end(&keys::instant(filter.to));
-                (Tree::Timeline, keys::instant(first).to_vec(), to, 0)
-            }
-        };
-        self.store
-            .visit_derived(tree, &from, &to, &mut |key, value| {
-                let key = &key[prefix..];
-                if key.len() != 16 {
-                    return Err(Error::DataLoss(
-                        "an event key of the index is damaged".into(),
-                    ));
-                }
-                let seq = keys::decode_seq(&key[8..]);
-                let record = EventValue::decode(value)?;
-                let wanted = seq <= self.as_of
-                    && record.latest >= filter.from
-                    && filter
-                        .kind
-                        .as_deref()
-                        .is_none_or(|kind| kind == record.kind);
-                if wanted {
-                    seqs.push(seq);
-                }
-                Ok(seqs.len() < limit)
-            })?;
-        Ok(seqs)
     }
 
     /// What differs between the state at `from` and at `to`: relations begun
