@@ -70,7 +70,7 @@ impl Actors {
         for (side, role) in row.sides.iter().zip(ROLES) {
             let country = side.country.as_ref().map(|country| match country {
                 CountryRef::Known(country) => country_entity(country),
-                CountryRef::Unknown(text) => other_entity(text, text),
+                CountryRef::Unknown { id, text } => other_entity(id, text),
             });
             let actor = side.actor.as_ref().map(|actor| match actor {
                 Actor::Code(code) => other_entity(&format!("cameo-{code}"), code),
@@ -231,9 +231,9 @@ mod tests {
     }
 
     fn row(sides: [Side; 2]) -> Row {
-        match crate::import::icews::parse(&format!(
-            "1\t2018-06-01\tA\tNA\tNA\tConsult\t040\t1\tB\tNA\tNA\t1\t1\tP\tNA\tNA\tNA\tNA\tNA\tNA"
-        )) {
+        match crate::import::icews::parse(
+            "1\t2018-06-01\tA\tNA\tNA\tConsult\t040\t1\tB\tNA\tNA\t1\t1\tP\tNA\tNA\tNA\tNA\tNA\tNA",
+        ) {
             crate::import::row::Parsed::Row(mut row) => {
                 row.sides = sides;
                 *row

@@ -192,7 +192,10 @@ fn side(code: &str, country_code: &str) -> Side {
     let country = if !country_code.is_empty() {
         Some(match countries::by_code(country_code) {
             Some(country) => CountryRef::Known(country),
-            None => CountryRef::Unknown(country_code.to_string()),
+            None => CountryRef::Unknown {
+                id: format!("cameo-{country_code}"),
+                text: country_code.to_string(),
+            },
         })
     } else {
         countries::by_code(code).map(CountryRef::Known)

@@ -171,11 +171,14 @@ fn sectors(text: &str) -> String {
 fn side(name: &str, country: &str) -> Side {
     let country_ref = (!country.is_empty()).then(|| match countries::by_name(country) {
         Some(known) => CountryRef::Known(known),
-        None => CountryRef::Unknown(country.to_string()),
+        None => CountryRef::Unknown {
+            id: country.to_string(),
+            text: country.to_string(),
+        },
     });
     let names_the_country = match (&country_ref, countries::by_name(name)) {
         (Some(CountryRef::Known(known)), Some(named)) => known.id == named.id,
-        (Some(CountryRef::Unknown(text)), _) => text.eq_ignore_ascii_case(name),
+        (Some(CountryRef::Unknown { text, .. }), _) => text.eq_ignore_ascii_case(name),
         _ => false,
     };
     let actor = (!name.is_empty() && !names_the_country).then(|| Actor::Name(name.to_string()));

@@ -72,7 +72,11 @@ pub struct Side {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CountryRef {
     Known(&'static Country),
-    Unknown(String),
+    /// Not in the table: the entity id to use and the source's text.
+    Unknown {
+        id: String,
+        text: String,
+    },
 }
 
 /// An actor as a data set names it.
