@@ -312,7 +312,7 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
 
     let restored_dir = tempfile::tempdir().unwrap();
     let output = annals(&[
-        "import",
+        "restore",
         backup.to_str().unwrap(),
         "--data-dir",
         restored_dir.path().to_str().unwrap(),
@@ -333,9 +333,9 @@ async fn an_export_restores_into_an_empty_store_with_identical_answers() {
     assert_eq!(answers(&mut client).await, expected);
     restored.shutdown().await.unwrap();
 
-    // Importing into a store that is not empty changes nothing.
+    // Restoring into a store that is not empty changes nothing.
     let output = annals(&[
-        "import",
+        "restore",
         backup.to_str().unwrap(),
         "--data-dir",
         restored_dir.path().to_str().unwrap(),
