@@ -535,3 +535,56 @@ async fn the_real_samples_import_whole_and_count_as_the_files_say() {
     }
     serve.terminate();
 }
+
+/// Every entity a server has, with the event that declared it.
+async fn entities(serve: &Serve) -> Vec<proto::Entity> {
+    let mut client = client(serve).await;
+    client
+        .entities(proto::EntityType::Unspecified, "", 0)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_imported_in_either_order_declare_the_same_entities() {
+    let files: Vec<PathBuf> = match real_samples() {
+        Some(samples) => vec![
+            samples.join("gdelt2_20150218230000.export.CSV"),
+            samples.join("icews_events.2018.sample.tab"),
+        ],
+        None => vec![
+            fixture("gdelt-quirks.export.CSV"),
+            fixture("icews-quirks.tab"),
+        ],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for (name, order) in [("forward", [0, 1]), ("backward", [1, 0])] {
+        let serve = Serve::start(&dir.path().join(name), &[]);
+        for file in order {
+            imported(&serve, &[files[file].to_str().unwrap()]);
+        }
+        seen.push(entities(&serve).await);
+        serve.terminate();
+    }
+    assert!(seen[0].len() > 60, "the article's and the files' entities");
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_of_events_import_like_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &["--no-seed"]);
+    let article = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/article.jsonl");
+    let article = article.to_str().unwrap();
+    // The founding years first (their events declare what later ones name).
+    let summary = imported(&serve, &["--to", "1949", article]);
+    let first = count(&summary, "imported");
+    assert!(first >= 3, "{summary}");
+    assert_eq!(first + count(&summary, "filtered"), 49, "{summary}");
+    let summary = imported(&serve, &["--format", "jsonl", article]);
+    assert_eq!(count(&summary, "rows"), 49, "{summary}");
+    assert_eq!(count(&summary, "already_present"), first, "{summary}");
+    assert_eq!(count(&summary, "imported"), 49 - first, "{summary}");
+    serve.terminate();
+}
