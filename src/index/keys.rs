@@ -207,6 +207,44 @@ pub fn mention(entity_id: &str, earliest: Instant, seq_number: u64) -> Vec<u8> {
     key
 }
 
+/// `p ++ a ++ 0x00 ++ b ++ 0x00 ++ earliest ++ seq` with `a < b`: an event
+/// naming both entities (a dyad), in valid-time order.
+pub fn pair(first: &str, second: &str, earliest: Instant, seq_number: u64) -> Vec<u8> {
+    let mut key = pair_prefix(first, second);
+    key.extend_from_slice(&instant(earliest));
+    key.extend_from_slice(&seq(seq_number));
+    key
+}
+
+/// The prefix of a dyad's keys, whichever way round it is named.
+pub fn pair_prefix(first: &str, second: &str) -> Vec<u8> {
+    let (a, b) = if first <= second {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let mut key = Vec::with_capacity(a.len() + b.len() + 3);
+    key.push(b'p');
+    key.extend_from_slice(&entity(a));
+    key.extend_from_slice(&entity(b));
+    key
+}
+
+/// `c ++ entity ++ 0x00 ++ earliest ++ seq`: an event naming the entity
+/// among too many others for a key per pair (`records::MAX_PAIRED`).
+pub fn crowded(entity_id: &str, earliest: Instant, seq_number: u64) -> Vec<u8> {
+    let mut key = crowded_prefix(entity_id);
+    key.extend_from_slice(&instant(earliest));
+    key.extend_from_slice(&seq(seq_number));
+    key
+}
+
+pub fn crowded_prefix(entity_id: &str) -> Vec<u8> {
+    let mut key = vec![b'c'];
+    key.extend_from_slice(&entity(entity_id));
+    key
+}
+
 /// `earliest ++ seq`: every event in valid-time order.
 pub fn timeline_event(earliest: Instant, seq_number: u64) -> Vec<u8> {
     let mut key = instant(earliest).to_vec();
@@ -230,6 +268,18 @@ mod tests {
         fn timeline_keys_sort_by_time_then_seq(t1 in any::<i64>(), s1 in any::<u64>(), t2 in any::<i64>(), s2 in any::<u64>()) {
             prop_assert_eq!((t1, s1).cmp(&(t2, s2)), timeline_event(t1, s1).cmp(&timeline_event(t2, s2)));
         }
+    }
+
+    #[test]
+    fn a_pair_is_one_key_whichever_way_round() {
+        assert_eq!(
+            pair("china", "north-korea", 5, 9),
+            pair("north-korea", "china", 5, 9)
+        );
+        let prefix = pair_prefix("a", "ab");
+        assert!(pair("a", "ab", -3, 1).starts_with(&prefix));
+        assert!(!pair("a", "abc", -3, 1).starts_with(&prefix));
+        assert!(!crowded("a", 0, 1).starts_with(&prefix));
     }
 
     #[test]

@@ -26,7 +26,9 @@ use crate::proto;
 use crate::store::{LogStore, StoredEntry, Tree, Write};
 use crate::time::Instant;
 use prost::Message;
-use records::{span_key, DeclarationRecord, META_INDEXED_SEQ, META_SPAN_PREFIX};
+use records::{
+    span_key, DeclarationRecord, LAYOUT, META_INDEXED_SEQ, META_LAYOUT, META_SPAN_PREFIX,
+};
 use std::collections::{BTreeMap, HashMap};
 
 const META_MAX_SPAN: &[u8] = b"max_span";
@@ -70,6 +72,14 @@ impl Index {
                 indexed,
                 last_seq,
                 "the index is ahead of the log; rebuilding it"
+            );
+            return Index::rebuild(store);
+        }
+        let layout = store.get_derived(Tree::Meta, META_LAYOUT)?;
+        if indexed > 0 && layout.as_deref() != Some(LAYOUT) {
+            tracing::info!(
+                indexed,
+                "the derived trees have an older layout; rebuilding them from the log"
             );
             return Index::rebuild(store);
         }
@@ -212,6 +222,9 @@ impl Index {
                 }
             }
         }
+        if entry.seq == 1 {
+            writes.push((Tree::Meta, META_LAYOUT.to_vec(), LAYOUT.to_vec()));
+        }
         writes.push((
             Tree::Meta,
             META_INDEXED_SEQ.to_vec(),
@@ -243,4 +256,47 @@ pub fn seq_of(store: &dyn LogStore, id: &str) -> Result<Option<u64>> {
     Ok(store
         .get_derived(Tree::Ids, id.as_bytes())?
         .map(|value| keys::decode_seq(&value)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::entry;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn trees_of_another_layout_are_rebuilt_from_the_log() {
+        let store = MemoryStore::new();
+        store
+            .append(&[entry(1, "a"), entry(2, "b")], Vec::new())
+            .unwrap();
+        Index::open(&store).unwrap();
+        assert_eq!(
+            store
+                .get_derived(Tree::Meta, META_LAYOUT)
+                .unwrap()
+                .as_deref(),
+            Some(LAYOUT)
+        );
+        // As an older version left them: another layout, and a record of
+        // its shape.
+        let stale = keys::timeline_event(0, 9);
+        store
+            .write_derived(vec![
+                (Tree::Meta, META_LAYOUT.to_vec(), b"1".to_vec()),
+                (Tree::Timeline, stale.clone(), b"old".to_vec()),
+            ])
+            .unwrap();
+        let index = Index::open(&store).unwrap();
+        assert_eq!(index.last_seq(), 2);
+        assert_eq!(
+            store
+                .get_derived(Tree::Meta, META_LAYOUT)
+                .unwrap()
+                .as_deref(),
+            Some(LAYOUT)
+        );
+        assert_eq!(store.get_derived(Tree::Timeline, &stale).unwrap(), None);
+        assert!(seq_of(&store, "b").unwrap() == Some(2));
+    }
 }

@@ -97,33 +97,122 @@ fn take_text<'a>(bytes: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(text).ok()
 }
 
-/// The value of a `mentions` or `timeline` key: when the event ends, and
-/// its kind.
+/// Labels of coded event data kept beside an event in `mentions` and
+/// `dyads`, so that counts and listings filter and sum on them without
+/// reading the log (as a covering index includes columns). Any other
+/// label is read from the log entry.
+pub const FACT_LABELS: [&str; 7] = [
+    "dataset",
+    "cameo_root",
+    "cameo_code",
+    "quad_class",
+    "goldstein",
+    "avg_tone",
+    "num_mentions",
+];
+
+/// The longest label value kept as a fact; a longer one is marked, and
+/// read from the log.
+const MAX_FACT_BYTES: usize = 64;
+/// The length byte of a fact too long to keep.
+const TOO_LONG: u8 = 0xff;
+
+/// The value of a `mentions`, `timeline` or `dyads` key: when the event
+/// ends, its kind, and (not in `timeline`) its facts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventValue<'a> {
     pub latest: Instant,
     pub kind: &'a str,
+    /// Encoded facts: (label position, length, value) each.
+    facts: &'a [u8],
 }
 
-impl EventValue<'_> {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(8 + self.kind.len());
-        bytes.extend_from_slice(&keys::instant(self.latest));
-        bytes.extend_from_slice(self.kind.as_bytes());
+/// What the facts say of one label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact<'a> {
+    /// The event has no such label.
+    Absent,
+    Value(&'a str),
+    /// The label is not a fact, or its value was too long to keep: the
+    /// log entry has it.
+    InTheLog,
+}
+
+impl<'a> EventValue<'a> {
+    /// An event's value, with the facts of its labels when `labels` is given.
+    pub fn encode(
+        latest: Instant,
+        kind: &str,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(9 + kind.len());
+        bytes.extend_from_slice(&keys::instant(latest));
+        bytes.push(kind.len() as u8);
+        bytes.extend_from_slice(kind.as_bytes());
+        for (position, label) in FACT_LABELS.iter().enumerate() {
+            let Some(value) = labels.and_then(|labels| labels.get(*label)) else {
+                continue;
+            };
+            bytes.push(position as u8);
+            if value.len() > MAX_FACT_BYTES {
+                bytes.push(TOO_LONG);
+            } else {
+                bytes.push(value.len() as u8);
+                bytes.extend_from_slice(value.as_bytes());
+            }
+        }
         bytes
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<EventValue<'_>> {
+    pub fn decode(bytes: &'a [u8]) -> Result<EventValue<'a>> {
         let damaged = || Error::DataLoss("an event record of the index is damaged".into());
-        if bytes.len() < 8 {
+        if bytes.len() < 9 {
             return Err(damaged());
         }
+        let kind_end = 9 + bytes[8] as usize;
+        let kind = bytes.get(9..kind_end).ok_or_else(damaged)?;
         Ok(EventValue {
             latest: keys::decode_instant(&bytes[..8]),
-            kind: std::str::from_utf8(&bytes[8..]).map_err(|_| damaged())?,
+            kind: std::str::from_utf8(kind).map_err(|_| damaged())?,
+            facts: &bytes[kind_end..],
         })
     }
+
+    /// What the index knows of label `key`.
+    pub fn fact(&self, key: &str) -> Result<Fact<'a>> {
+        let Some(wanted) = FACT_LABELS.iter().position(|label| *label == key) else {
+            return Ok(Fact::InTheLog);
+        };
+        let damaged = || Error::DataLoss("the facts of an event record are damaged".into());
+        let mut rest = self.facts;
+        while let [position, length, tail @ ..] = rest {
+            let (value, after) = if *length == TOO_LONG {
+                (None, tail)
+            } else {
+                let length = *length as usize;
+                if tail.len() < length {
+                    return Err(damaged());
+                }
+                (Some(&tail[..length]), &tail[length..])
+            };
+            if *position as usize == wanted {
+                return Ok(match value {
+                    Some(value) => Fact::Value(std::str::from_utf8(value).map_err(|_| damaged())?),
+                    None => Fact::InTheLog,
+                });
+            }
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(damaged());
+        }
+        Ok(Fact::Absent)
+    }
 }
+
+/// Events naming more entities than this are indexed under each entity as
+/// `crowded` rather than under every pair (which grows as the square).
+pub const MAX_PAIRED: usize = 16;
 
 /// A declaration (`declarations` tree, key `entity ++ 0 ++ seq ++ effect`).
 #[derive(Clone, PartialEq, Message)]
@@ -140,6 +229,11 @@ pub struct DeclarationRecord {
 
 /// Keys of the `meta` tree.
 pub const META_INDEXED_SEQ: &[u8] = b"indexed_seq";
+/// The layout of the derived trees, written with the first entry: a store
+/// whose trees have another (or none) rebuilds them from the log.
+pub const META_LAYOUT: &[u8] = b"layout";
+/// Layout 2: event records carry facts; `dyads` exists.
+pub const LAYOUT: &[u8] = b"2";
 /// `span:` ++ entity → the longest span of an event naming the entity.
 pub const META_SPAN_PREFIX: &[u8] = b"span:";
 
@@ -163,22 +257,38 @@ pub fn writes_for(entry: &StoredEntry, event: &Event, corrected_seq: Option<u64>
         event_id.as_bytes().to_vec(),
         keys::seq(seq).to_vec(),
     ));
-    let span = EventValue {
-        latest: event.latest(),
-        kind: &event.kind,
-    }
-    .encode();
+    let (earliest, latest) = (event.earliest(), event.latest());
     writes.push((
         Tree::Timeline,
-        keys::timeline_event(event.earliest(), seq),
-        span.clone(),
+        keys::timeline_event(earliest, seq),
+        EventValue::encode(latest, &event.kind, None),
     ));
-    for entity in entities {
+    let value = EventValue::encode(latest, &event.kind, Some(&entry.event.labels));
+    for entity in &entities {
         writes.push((
             Tree::Mentions,
-            keys::mention(entity, event.earliest(), seq),
-            span.clone(),
+            keys::mention(entity, earliest, seq),
+            value.clone(),
         ));
+    }
+    if entities.len() > MAX_PAIRED {
+        for entity in &entities {
+            writes.push((
+                Tree::Dyads,
+                keys::crowded(entity, earliest, seq),
+                value.clone(),
+            ));
+        }
+    } else {
+        for (position, first) in entities.iter().enumerate() {
+            for second in &entities[position + 1..] {
+                writes.push((
+                    Tree::Dyads,
+                    keys::pair(first, second, earliest, seq),
+                    value.clone(),
+                ));
+            }
+        }
     }
 
     for (position, effect) in event.effects.iter().enumerate() {
@@ -252,11 +362,41 @@ mod tests {
             value: "kim-il-sung",
         };
         assert_eq!(ChangeValue::decode(&change.encode()).unwrap(), change);
-        let event = EventValue {
-            latest: 42,
-            kind: "summit",
-        };
-        assert_eq!(EventValue::decode(&event.encode()).unwrap(), event);
+        let labels: std::collections::BTreeMap<String, String> = [
+            ("goldstein", "-2.5"),
+            ("cameo_code", "x".repeat(65).as_str()),
+            ("publisher", "Yonhap"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        let bytes = EventValue::encode(42, "summit", Some(&labels));
+        let event = EventValue::decode(&bytes).unwrap();
+        assert_eq!((event.latest, event.kind), (42, "summit"));
+        assert_eq!(event.fact("goldstein").unwrap(), Fact::Value("-2.5"));
+        assert_eq!(
+            event.fact("cameo_code").unwrap(),
+            Fact::InTheLog,
+            "too long"
+        );
+        assert_eq!(
+            event.fact("publisher").unwrap(),
+            Fact::InTheLog,
+            "not a fact"
+        );
+        assert_eq!(event.fact("cameo_root").unwrap(), Fact::Absent);
+        let bare = EventValue::encode(42, "summit", None);
+        assert_eq!(
+            EventValue::decode(&bare)
+                .unwrap()
+                .fact("goldstein")
+                .unwrap(),
+            Fact::Absent
+        );
+        assert!(EventValue::decode(&bytes[..bytes.len() - 1])
+            .unwrap()
+            .fact("goldstein")
+            .is_err());
         assert!(matches!(
             ChangeValue::decode(&[9, 1, 2]),
             Err(Error::DataLoss(_))

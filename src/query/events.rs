@@ -1,16 +1,18 @@
 //! Events by valid time: the listing (`ListEvents`) and the counts per
-//! bucket (`CountEvents`), both one walk of the `mentions` tree of one
-//! entity (or of the `timeline` tree for every event).
+//! bucket (`CountEvents`), both one walk of the index in (earliest, seq)
+//! order — of a dyad's keys in `dyads` when there is a counterpart, of an
+//! entity's `mentions`, or of the whole `timeline`.
 //!
-//! A counterpart is checked with one point read of its own `mentions` key
-//! (same instant, same seq), labels and a counted value with a read of the
-//! log entry — only for the events the index could not rule out first.
+//! Each key's value carries the event's kind and its facts (the labels of
+//! `records::FACT_LABELS`), so a filter or a sum on them reads nothing
+//! else; any other label is read from the event's log entry, only for the
+//! events the index could not rule out first.
 
 use super::Snapshot;
 use crate::error::{Error, Result};
 use crate::index::keys;
-use crate::index::records::EventValue;
-use crate::store::{StoredEntry, Tree};
+use crate::index::records::{EventValue, Fact};
+use crate::store::Tree;
 use crate::time::{bucket_of, Bucket, Instant};
 use std::collections::BTreeMap;
 
@@ -54,12 +56,13 @@ pub struct Counted {
     pub valued: u64,
 }
 
-/// One event of a walk: its seq, its earliest instant, and its log entry
-/// when the filter needed it.
+/// One event of a walk: its seq, its earliest instant, and the value of
+/// the counted label when one was asked for and the event has it as a
+/// number.
 struct Found {
     seq: u64,
     earliest: Instant,
-    entry: Option<StoredEntry>,
+    value: Option<f64>,
 }
 
 impl Snapshot<'_> {
@@ -72,7 +75,7 @@ impl Snapshot<'_> {
         if limit == 0 {
             return Ok(seqs);
         }
-        self.walk_events(filter, false, &mut |found| {
+        self.walk_events(filter, None, &mut |found| {
             seqs.push(found.seq);
             Ok(seqs.len() < limit)
         })?;
@@ -93,7 +96,7 @@ impl Snapshot<'_> {
         // The bucket of the last event, which the next one most often
         // shares: (first instant, next bucket's first instant).
         let mut current: Option<(Instant, Instant)> = None;
-        self.walk_events(filter, value_label.is_some(), &mut |found| {
+        self.walk_events(filter, value_label, &mut |found| {
             if self.superseded_by(found.seq).is_some() {
                 return Ok(true);
             }
@@ -117,11 +120,7 @@ impl Snapshot<'_> {
             };
             let counted = buckets.get_mut(&first).expect("the bucket was made above");
             counted.count += 1;
-            let value = value_label.and_then(|label| {
-                let entry = found.entry.as_ref()?;
-                entry.event.labels.get(label)?.trim().parse::<f64>().ok()
-            });
-            if let Some(value) = value.filter(|value| value.is_finite()) {
+            if let Some(value) = found.value {
                 counted.sum += value;
                 counted.valued += 1;
             }
@@ -131,99 +130,191 @@ impl Snapshot<'_> {
     }
 
     /// Calls `visit` with each wanted event, by (earliest, seq), until it
-    /// returns `false`. The log entry is read when the labels must be
-    /// checked or `with_entry` asks for it.
+    /// returns `false`, with the value of `value_label`. The walk is of the
+    /// dyad's keys when there is a counterpart (and of the entity's crowded
+    /// events beside them), else of the entity's mentions, else of the
+    /// whole timeline. Labels are read from the facts beside each key; the
+    /// log entry only for a label the facts do not hold.
     fn walk_events(
         &self,
         filter: &EventFilter,
-        with_entry: bool,
+        value_label: Option<&str>,
         visit: &mut dyn FnMut(Found) -> Result<bool>,
     ) -> Result<()> {
         let overlaps = filter.window == Window::Overlaps;
-        let (tree, from, to, prefix) = match &filter.entity {
-            Some(entity) => {
-                let first = if overlaps {
-                    filter.from.saturating_sub(self.index.span_of(entity))
-                } else {
-                    filter.from
+        let counterpart = filter
+            .counterpart
+            .as_deref()
+            .filter(|counterpart| Some(*counterpart) != filter.entity.as_deref());
+        let first = match (overlaps, &filter.entity) {
+            (false, _) => filter.from,
+            (true, Some(entity)) => {
+                let span = match counterpart {
+                    Some(other) => self.index.span_of(entity).max(self.index.span_of(other)),
+                    None => self.index.span_of(entity),
                 };
-                let prefix = keys::entity(entity);
-                let to = keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX));
-                (
-                    Tree::Mentions,
-                    keys::mention(entity, first, 0),
-                    to,
-                    prefix.len(),
-                )
+                filter.from.saturating_sub(span)
             }
-            None => {
-                let first = if overlaps {
-                    filter.from.saturating_sub(self.index.max_span)
-                } else {
-                    filter.from
-                };
-                let to = keys::prefix_end(&keys::instant(filter.to));
-                (Tree::Timeline, keys::instant(first).to_vec(), to, 0)
-            }
+            (true, None) => filter.from.saturating_sub(self.index.max_span),
         };
-        let read_entry = with_entry || !filter.labels.is_empty();
-        self.store
-            .visit_derived(tree, &from, &to, &mut |key, value| {
-                let key = &key[prefix..];
-                if key.len() != 16 {
-                    return Err(Error::DataLoss(
-                        "an event key of the index is damaged".into(),
-                    ));
-                }
-                let earliest = keys::decode_instant(&key[..8]);
-                let seq = keys::decode_seq(&key[8..]);
-                let record = EventValue::decode(value)?;
-                let in_window = if overlaps {
-                    record.latest >= filter.from
-                } else {
-                    earliest >= filter.from
-                };
-                let wanted = seq <= self.as_of
-                    && in_window
-                    && filter
-                        .kind
-                        .as_deref()
-                        .is_none_or(|kind| kind == record.kind);
-                if !wanted || !self.names_counterpart(filter, earliest, seq)? {
-                    return Ok(true);
-                }
-                let entry = if read_entry {
-                    let entry = self
-                        .store
-                        .get(seq)?
-                        .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))?;
-                    let labels = &entry.event.labels;
-                    let all_match = filter
-                        .labels
-                        .iter()
-                        .all(|(key, value)| labels.get(key) == Some(value));
-                    if !all_match {
-                        return Ok(true);
-                    }
-                    Some(entry)
-                } else {
-                    None
-                };
-                visit(Found {
+        let mut consider = |earliest: Instant, seq: u64, record: EventValue| -> Result<bool> {
+            let in_window = if overlaps {
+                record.latest >= filter.from
+            } else {
+                earliest >= filter.from
+            };
+            let wanted = seq <= self.as_of
+                && in_window
+                && filter
+                    .kind
+                    .as_deref()
+                    .is_none_or(|kind| kind == record.kind);
+            if !wanted {
+                return Ok(true);
+            }
+            match self.labels_of(filter, value_label, seq, &record)? {
+                Some(value) => visit(Found {
                     seq,
                     earliest,
-                    entry,
-                })
-            })
+                    value,
+                }),
+                None => Ok(true),
+            }
+        };
+        match (&filter.entity, counterpart) {
+            (Some(entity), Some(counterpart)) => {
+                // The entity's crowded events that name the counterpart
+                // too (few), merged into the walk of the dyad's keys.
+                let mut crowded = Vec::new();
+                self.scan_tree(
+                    Tree::Dyads,
+                    keys::crowded_prefix(entity).len(),
+                    &keys::crowded(entity, first, 0),
+                    &keys::prefix_end(&keys::crowded(entity, filter.to, u64::MAX)),
+                    &mut |earliest, seq, value| {
+                        let key = keys::mention(counterpart, earliest, seq);
+                        if self.store.get_derived(Tree::Mentions, &key)?.is_some() {
+                            crowded.push((earliest, seq, value.to_vec()));
+                        }
+                        Ok(true)
+                    },
+                )?;
+                let mut crowded = crowded.into_iter().peekable();
+                let mut going = true;
+                self.scan_tree(
+                    Tree::Dyads,
+                    keys::pair_prefix(entity, counterpart).len(),
+                    &keys::pair(entity, counterpart, first, 0),
+                    &keys::prefix_end(&keys::pair(entity, counterpart, filter.to, u64::MAX)),
+                    &mut |earliest, seq, value| {
+                        while let Some((before, before_seq, before_value)) =
+                            crowded.next_if(|(e, s, _)| (*e, *s) < (earliest, seq))
+                        {
+                            going =
+                                consider(before, before_seq, EventValue::decode(&before_value)?)?;
+                            if !going {
+                                return Ok(false);
+                            }
+                        }
+                        going = consider(earliest, seq, EventValue::decode(value)?)?;
+                        Ok(going)
+                    },
+                )?;
+                for (earliest, seq, value) in crowded {
+                    if !going {
+                        break;
+                    }
+                    going = consider(earliest, seq, EventValue::decode(&value)?)?;
+                }
+                Ok(())
+            }
+            (Some(entity), None) => {
+                let prefix = keys::entity(entity);
+                self.scan_tree(
+                    Tree::Mentions,
+                    prefix.len(),
+                    &keys::mention(entity, first, 0),
+                    &keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX)),
+                    &mut |earliest, seq, value| consider(earliest, seq, EventValue::decode(value)?),
+                )
+            }
+            (None, _) => self.scan_tree(
+                Tree::Timeline,
+                0,
+                &keys::instant(first),
+                &keys::prefix_end(&keys::instant(filter.to)),
+                &mut |earliest, seq, value| consider(earliest, seq, EventValue::decode(value)?),
+            ),
+        }
     }
 
-    /// Does the event at (earliest, seq) name the filter's counterpart (or
-    /// is there none to check)?
-    fn names_counterpart(&self, filter: &EventFilter, earliest: Instant, seq: u64) -> Result<bool> {
-        let Some(counterpart) = &filter.counterpart else {
-            return Ok(true);
+    /// Calls `visit` with (earliest, seq, value) of each key of `tree` in
+    /// `[from, to)`, whose `prefix` bytes precede the 16 of (earliest, seq).
+    fn scan_tree(
+        &self,
+        tree: Tree,
+        prefix: usize,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(Instant, u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.store.visit_derived(tree, from, to, &mut |key, value| {
+            let key = &key[prefix.min(key.len())..];
+            if key.len() != 16 {
+                return Err(Error::DataLoss(
+                    "an event key of the index is damaged".into(),
+                ));
+            }
+            visit(
+                keys::decode_instant(&key[..8]),
+                keys::decode_seq(&key[8..]),
+                value,
+            )
+        })
+    }
+
+    /// Does the event match the filter's labels? If so, `Some` with the
+    /// value of `value_label` (when it is a finite number). The facts
+    /// beside the key answer when they can; the log entry otherwise.
+    fn labels_of(
+        &self,
+        filter: &EventFilter,
+        value_label: Option<&str>,
+        seq: u64,
+        record: &EventValue,
+    ) -> Result<Option<Option<f64>>> {
+        let mut in_the_log = Vec::new();
+        for (key, value) in &filter.labels {
+            match record.fact(key)? {
+                Fact::Value(fact) if fact == value => {}
+                Fact::Value(_) | Fact::Absent => return Ok(None),
+                Fact::InTheLog => in_the_log.push((key, value)),
+            }
+        }
+        let number = |text: &str| text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+        let mut counted = match value_label.map(|label| record.fact(label)).transpose()? {
+            Some(Fact::Value(text)) => Ok(number(text)),
+            Some(Fact::InTheLog) => Err(()),
+            Some(Fact::Absent) | None => Ok(None),
         };
-        let key = keys::mention(counterpart, earliest, seq);
-        Ok(self.store.get_derived(Tree::Mentions, &key)?.is_some())
+        if !in_the_log.is_empty() || counted.is_err() {
+            let entry = self
+                .store
+                .get(seq)?
+                .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))?;
+            let labels = &entry.event.labels;
+            if !in_the_log
+                .iter()
+                .all(|(key, value)| labels.get(*key) == Some(*value))
+            {
+                return Ok(None);
+            }
+            if counted.is_err() {
+                counted = Ok(value_label
+                    .and_then(|label| labels.get(label))
+                    .and_then(|text| number(text)));
+            }
+        }
+        Ok(Some(counted.unwrap_or(None)))
     }
 }

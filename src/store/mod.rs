@@ -44,10 +44,14 @@ pub enum Tree {
     Superseded,
     /// bookkeeping: the last seq indexed
     Meta,
+    /// `p` ++ a ++ 0 ++ b ++ 0 ++ earliest ++ seq → an event naming both
+    /// (a dyad); `c` ++ entity ++ 0 ++ earliest ++ seq → an event naming
+    /// too many entities for a key per pair
+    Dyads,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 8] = [
         Tree::Ids,
         Tree::Changes,
         Tree::Mentions,
@@ -55,6 +59,7 @@ impl Tree {
         Tree::Declarations,
         Tree::Superseded,
         Tree::Meta,
+        Tree::Dyads,
     ];
 
     /// The tree's name: its fjall keyspace on disk. Never rename one.
@@ -67,6 +72,7 @@ impl Tree {
             Tree::Declarations => "declarations",
             Tree::Superseded => "superseded",
             Tree::Meta => "meta",
+            Tree::Dyads => "dyads",
         }
     }
 }

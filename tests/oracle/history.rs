@@ -7,10 +7,29 @@ use annals::proto;
 use annals::time::ValidTime;
 
 pub const ENTITIES: [&str; 4] = ["e-a", "e-b", "e-c", "e-d"];
-/// Values of the `code` label.
+/// Entities a crowded event names besides one of `ENTITIES`: more than
+/// the index pairs one by one (`records::MAX_PAIRED`).
+const CROWD: [&str; 18] = [
+    "x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h", "x-i", "x-j", "x-k", "x-l", "x-m",
+    "x-n", "x-o", "x-p", "x-q", "x-r",
+];
+/// Labels filtered on: one the index keeps beside each key (a fact), one
+/// it does not.
+pub const FILTER_LABELS: [&str; 2] = ["cameo_root", "code"];
+/// Their values.
 pub const LABEL_CODES: [&str; 2] = ["04", "19"];
-/// Values of the `score` label: numbers, and one that is not.
-const SCORES: [&str; 5] = ["1.5", "-2", "0", "7.25", "n/a"];
+/// Labels summed: a fact, and one that is not.
+pub const VALUE_LABELS: [&str; 2] = ["goldstein", "score"];
+/// Their values: numbers, one that is not, and one too long to keep as a
+/// fact.
+const SCORES: [&str; 6] = [
+    "1.5",
+    "-2",
+    "0",
+    "7.25",
+    "n/a",
+    "2.0000000000000000000000000000000000000000000000000000000000000000000",
+];
 
 /// SplitMix64: a tiny deterministic generator driven by proptest's seed.
 pub struct Rng(pub u64);
@@ -47,6 +66,12 @@ impl Rng {
                 role: "target".into(),
             });
         }
+        if self.below(12) == 0 {
+            participants.extend(CROWD.iter().map(|entity| proto::Participant {
+                entity: entity.to_string(),
+                role: "witness".into(),
+            }));
+        }
         participants
     }
 
@@ -54,11 +79,15 @@ impl Rng {
     /// sometimes missing and sometimes not a number.
     fn labels(&mut self) -> std::collections::BTreeMap<String, String> {
         let mut labels = std::collections::BTreeMap::new();
-        if self.below(4) != 0 {
-            labels.insert("code".to_string(), self.pick(&LABEL_CODES).to_string());
+        for key in FILTER_LABELS {
+            if self.below(4) != 0 {
+                labels.insert(key.to_string(), self.pick(&LABEL_CODES).to_string());
+            }
         }
-        if self.below(4) != 0 {
-            labels.insert("score".to_string(), self.pick(&SCORES).to_string());
+        for key in VALUE_LABELS {
+            if self.below(4) != 0 {
+                labels.insert(key.to_string(), self.pick(&SCORES).to_string());
+            }
         }
         labels
     }
@@ -116,7 +145,8 @@ impl Rng {
 /// A random history: a declaration batch, then batches of 1–4 events,
 /// some of them corrections or retractions of earlier events.
 pub fn history(rng: &mut Rng, events: usize) -> Vec<Vec<proto::Event>> {
-    let declarations = common::declarations("declarations", &ENTITIES);
+    let everyone: Vec<&str> = ENTITIES.iter().chain(&CROWD).copied().collect();
+    let declarations = common::declarations("declarations", &everyone);
     let mut batches = vec![vec![declarations]];
     let mut correctable: Vec<String> = Vec::new();
     let mut made = 0;

@@ -16,7 +16,7 @@ use annals::proto;
 use annals::query::{EventFilter, Window};
 use annals::store::{LogStore, MemoryStore};
 use annals::time::{query_instant, window_start, Bucket, Instant};
-use history::{history, Rng, ENTITIES, LABEL_CODES};
+use history::{history, Rng, ENTITIES, FILTER_LABELS, LABEL_CODES, VALUE_LABELS};
 use proptest::prelude::*;
 use replay::{NaiveChange, Replay};
 use std::collections::BTreeMap;
@@ -196,7 +196,14 @@ fn compare(db: &Database, replay: &Replay, rng: &mut Rng, queries: usize, seed: 
                     counterpart: (rng.below(2) == 0).then(|| rng.pick(&ENTITIES).to_string()),
                     kind: (rng.below(3) == 0).then(|| rng.pick(&["meeting", "treaty"]).to_string()),
                     labels: match rng.below(3) {
-                        0 => vec![("code".to_string(), rng.pick(&LABEL_CODES).to_string())],
+                        0 => vec![(
+                            rng.pick(&FILTER_LABELS).to_string(),
+                            rng.pick(&LABEL_CODES).to_string(),
+                        )],
+                        1 => FILTER_LABELS
+                            .iter()
+                            .map(|key| (key.to_string(), rng.pick(&LABEL_CODES).to_string()))
+                            .collect(),
                         _ => Vec::new(),
                     },
                     window: if rng.below(2) == 0 {
@@ -212,7 +219,7 @@ fn compare(db: &Database, replay: &Replay, rng: &mut Rng, queries: usize, seed: 
                     "events of {filter:?}, {context}"
                 );
                 let bucket = [Bucket::Day, Bucket::Month, Bucket::Year][rng.below(3) as usize];
-                let value = (rng.below(2) == 0).then_some("score");
+                let value = (rng.below(3) != 0).then(|| rng.pick(&VALUE_LABELS));
                 let counts = snapshot.count_events(&filter, bucket, value).unwrap();
                 let counts: Vec<_> = counts
                     .into_iter()
