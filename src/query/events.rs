@@ -16,6 +16,9 @@ use crate::store::Tree;
 use crate::time::{bucket_of, Bucket, Instant};
 use std::collections::BTreeMap;
 
+/// A visitor of index keys: (earliest, seq, value) → go on?
+type KeyVisit<'a> = dyn FnMut(Instant, u64, &[u8]) -> Result<bool> + 'a;
+
 /// How an event's valid time must meet the window `[from, to]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Window {
@@ -256,7 +259,7 @@ impl Snapshot<'_> {
         prefix: usize,
         from: &[u8],
         to: &[u8],
-        visit: &mut dyn FnMut(Instant, u64, &[u8]) -> Result<bool>,
+        visit: &mut KeyVisit,
     ) -> Result<()> {
         self.store.visit_derived(tree, from, to, &mut |key, value| {
             let key = &key[prefix.min(key.len())..];
