@@ -305,7 +305,7 @@ async fn bad_count_requests_are_refused_with_their_field() {
             .all(|bucket| bucket.start.starts_with("1950-")),
         "months by default"
     );
-    let mut listing = client.raw();
+    let listing = client.raw();
     let refused = listing
         .list_events(proto::ListEventsRequest {
             counterpart: "china".into(),
