@@ -220,6 +220,7 @@ impl TimelineService for Service {
             ))
             .into());
         }
+        let omit_events = request.omit_events;
         let appended = self
             .db
             .append(request.events, request.expected_last_seq)
@@ -228,7 +229,13 @@ impl TimelineService for Service {
             entries: appended
                 .entries
                 .into_iter()
-                .map(|entry| wire_entry(entry, ""))
+                .map(|entry| {
+                    let mut entry = wire_entry(entry, "");
+                    if omit_events {
+                        entry.event = None;
+                    }
+                    entry
+                })
                 .collect(),
             last_seq: appended.last_seq,
             already_present: appended.already_present,

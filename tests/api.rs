@@ -2356,6 +2356,7 @@ async fn gzip_both_ways() {
         .append(proto::AppendRequest {
             events: vec![event("zipped", "statement", "2024", vec![])],
             expected_last_seq: None,
+            omit_events: false,
         })
         .await
         .expect("a gzip append is accepted");
@@ -2484,14 +2485,22 @@ fn spawn_relay(
     (address, flags)
 }
 
-/// The wrapper client compresses its requests, as observed on the wire.
+/// The wrapper client asked for gzip compresses its requests, as observed
+/// on the wire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_wrapper_client_sends_gzip() {
+async fn the_wrapper_client_sends_gzip_when_asked() {
     let server = TestServer::empty().await;
     let (relay, flags) = spawn_relay(server.server.local_addr(), 2);
     let url = format!("http://{relay}");
 
-    let mut client = timeout(WAIT, Client::connect(&url)).await.unwrap().unwrap();
+    let options = annals::client::ClientOptions {
+        gzip: true,
+        ..Default::default()
+    };
+    let mut client = timeout(WAIT, Client::connect_with(&url, options))
+        .await
+        .unwrap()
+        .unwrap();
     client
         .append(vec![two_countries("decl")], None)
         .await

@@ -43,7 +43,7 @@ async fn guarded(reflection_requires_auth: bool) -> TestServer {
 async fn client_with(server: &TestServer, token: Option<&str>) -> Client {
     let options = ClientOptions {
         token: token.map(str::to_string),
-        ca_cert: None,
+        ..ClientOptions::default()
     };
     timeout(WAIT, Client::connect_with(&server.url(), options))
         .await

@@ -767,6 +767,7 @@ async fn resource_exhausted_a_request_over_16_mib() {
     let request = proto::AppendRequest {
         events: batch,
         expected_last_seq: None,
+        omit_events: false,
     };
     let size = prost::Message::encoded_len(&request);
     assert!(size > 16 * 1024 * 1024 && size < 32 * 1024 * 1024, "{size}");
@@ -793,6 +794,7 @@ async fn resource_exhausted_a_message_over_the_transport_limit() {
     let request = proto::AppendRequest {
         events: vec![huge],
         expected_last_seq: None,
+        omit_events: false,
     };
     assert!(prost::Message::encoded_len(&request) > 33 * 1024 * 1024);
     let mut raw = TimelineServiceClient::new(server.channel().await);

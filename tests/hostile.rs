@@ -56,6 +56,7 @@ fn append(events: Vec<proto::Event>) -> Call {
     Call::Append(proto::AppendRequest {
         events,
         expected_last_seq: None,
+        omit_events: false,
     })
 }
 
@@ -261,6 +262,7 @@ fn rows(context: &Context) -> Vec<Row> {
             Call::AppendUncompressed(proto::AppendRequest {
                 events: vec![beyond_handler_limit],
                 expected_last_seq: None,
+                omit_events: false,
             }),
             ResourceExhausted,
             "bytes",
@@ -270,6 +272,7 @@ fn rows(context: &Context) -> Vec<Row> {
             Call::AppendUncompressed(proto::AppendRequest {
                 events: vec![oversize.clone()],
                 expected_last_seq: None,
+                omit_events: false,
             }),
             ResourceExhausted,
             "too large",
@@ -447,6 +450,7 @@ fn rows(context: &Context) -> Vec<Row> {
             Call::Append(proto::AppendRequest {
                 events: vec![event("hostile-stale", "statement", "2000", vec![])],
                 expected_last_seq: Some(1),
+                omit_events: false,
             }),
             FailedPrecondition,
             "last seq",
@@ -456,6 +460,7 @@ fn rows(context: &Context) -> Vec<Row> {
             Call::Append(proto::AppendRequest {
                 events: vec![event("hostile-future", "statement", "2000", vec![])],
                 expected_last_seq: Some(u64::MAX),
+                omit_events: false,
             }),
             FailedPrecondition,
             "last seq",

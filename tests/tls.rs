@@ -49,8 +49,8 @@ async fn tls_server(cert: &str, key: &str) -> TestServer {
 
 async fn connect(server: &str, ca_cert: Option<&str>) -> Result<Client, String> {
     let options = ClientOptions {
-        token: None,
         ca_cert: ca_cert.map(|pem| pem.as_bytes().to_vec()),
+        ..ClientOptions::default()
     };
     timeout(WAIT, Client::connect_with(server, options))
         .await

@@ -37,6 +37,9 @@ pub struct Cli {
     /// PEM of the CA that signed the server's certificate (https:// servers).
     #[arg(long, global = true, env = "ANNALS_CA_CERT")]
     ca_cert: Option<PathBuf>,
+    /// gzip requests and replies (for a slow link to the server).
+    #[arg(long, global = true, env = "ANNALS_GZIP")]
+    gzip: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -374,6 +377,7 @@ async fn execute(cli: Cli) -> Outcome {
     let options = ClientOptions {
         token: cli.token.clone(),
         ca_cert,
+        gzip: cli.gzip,
     };
     let mut client = Client::connect_with(&cli.server, options)
         .await

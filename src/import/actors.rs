@@ -8,32 +8,19 @@
 //! log lacks is declared by an event of its own, `actor-<id>`, whose content
 //! depends only on the entity (never on the file that named it first), so
 //! files imported in any order declare the same entities.
+//!
+//! What the log has is read once, at the start (`ListEntities`): every
+//! id, name and alias, as the server resolves them (case-insensitively).
+//! Resolving a row then asks the server nothing.
 
 use super::countries::{self, Country};
 use super::row::{Actor, CountryRef, Row, ROLES};
 use crate::proto;
 use std::collections::HashMap;
-use std::future::Future;
-use tonic::{Code, Status};
 
 /// The valid time of every declaration the importer makes: the start of
 /// the earliest coded data set (GDELT 1.0, 1979).
 pub const DECLARED_AT: &str = "1979";
-
-/// Finds the entity an id, name or alias names, as the log knows it now.
-pub trait Lookup {
-    fn find(&mut self, name: &str) -> impl Future<Output = Result<Option<String>, Status>> + Send;
-}
-
-impl Lookup for crate::client::Client {
-    async fn find(&mut self, name: &str) -> Result<Option<String>, Status> {
-        match self.entity(name, "", 0).await {
-            Ok(response) => Ok(response.entity.map(|entity| entity.id)),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(status),
-        }
-    }
-}
 
 /// A row's participants, and the declarations to append before it.
 #[derive(Debug, Default)]
@@ -42,8 +29,8 @@ pub struct Resolved {
     pub declarations: Vec<proto::Event>,
 }
 
-/// What this import knows of the log's entities: every name it has
-/// resolved, to the entity it names.
+/// What this import knows of the log's entities: every id, name and alias,
+/// to the entity it names.
 #[derive(Debug, Default)]
 pub struct Actors {
     /// Lowercased id, name or alias → entity id.
@@ -59,13 +46,26 @@ struct Wanted {
 }
 
 impl Actors {
+    /// The entities the log has (as `ListEntities` lists them).
+    pub fn new(entities: &[proto::Entity]) -> Actors {
+        let mut actors = Actors::default();
+        for entity in entities {
+            for name in std::iter::once(&entity.id)
+                .chain(std::iter::once(&entity.name))
+                .chain(&entity.aliases)
+            {
+                actors
+                    .known
+                    .entry(name.trim().to_lowercase())
+                    .or_insert_with(|| entity.id.clone());
+            }
+        }
+        actors
+    }
+
     /// The participants of `row` (roles `subject` and `target`), declaring
     /// what the log does not have yet.
-    pub async fn resolve(
-        &mut self,
-        lookup: &mut impl Lookup,
-        row: &Row,
-    ) -> Result<Resolved, Status> {
+    pub fn resolve(&mut self, row: &Row) -> Resolved {
         let mut resolved = Resolved::default();
         for (side, role) in row.sides.iter().zip(ROLES) {
             let country = side.country.as_ref().map(|country| match country {
@@ -80,9 +80,7 @@ impl Actors {
                 },
             });
             for wanted in country.into_iter().chain(actor) {
-                let entity = self
-                    .entity(lookup, wanted, &mut resolved.declarations)
-                    .await?;
+                let entity = self.entity(wanted, &mut resolved.declarations);
                 let participant = proto::Participant {
                     entity,
                     role: role.to_string(),
@@ -92,45 +90,35 @@ impl Actors {
                 }
             }
         }
-        Ok(resolved)
+        resolved
     }
 
-    /// The id of the entity `wanted` is, declaring it when the log has no
-    /// entity of that id or name.
-    async fn entity(
-        &mut self,
-        lookup: &mut impl Lookup,
-        wanted: Wanted,
-        declarations: &mut Vec<proto::Event>,
-    ) -> Result<String, Status> {
+    /// The id of the entity `wanted` is, declaring it when no entity has its
+    /// id or name.
+    fn entity(&mut self, wanted: Wanted, declarations: &mut Vec<proto::Event>) -> String {
         for name in [&wanted.id, &wanted.name] {
-            if let Some(id) = self.known.get(&name.to_lowercase()) {
-                return Ok(id.clone());
-            }
-        }
-        for name in [&wanted.id, &wanted.name] {
-            if let Some(id) = lookup.find(name).await? {
-                self.known.insert(wanted.id.to_lowercase(), id.clone());
-                self.known.insert(wanted.name.to_lowercase(), id.clone());
-                return Ok(id);
+            if let Some(id) = self.known.get(&name.trim().to_lowercase()) {
+                return id.clone();
             }
         }
         // Aliases another entity already answers to stay with it.
-        let mut aliases = Vec::new();
+        let name = wanted.name.to_lowercase();
+        let mut aliases: Vec<String> = Vec::new();
         for alias in wanted.aliases {
-            let lower = alias.to_lowercase();
-            if lower == wanted.name.to_lowercase() || self.known.contains_key(&lower) {
-                continue;
-            }
-            if lookup.find(&alias).await?.is_none() && !aliases.contains(&alias) {
+            let lower = alias.trim().to_lowercase();
+            let taken = lower == name
+                || self.known.contains_key(&lower)
+                || aliases.iter().any(|kept| kept.to_lowercase() == lower);
+            if !taken {
                 aliases.push(alias);
             }
         }
-        for name in std::iter::once(&wanted.id)
+        for known in std::iter::once(&wanted.id)
             .chain(std::iter::once(&wanted.name))
             .chain(&aliases)
         {
-            self.known.insert(name.to_lowercase(), wanted.id.clone());
+            self.known
+                .insert(known.trim().to_lowercase(), wanted.id.clone());
         }
         declarations.push(declaration(
             &wanted.id,
@@ -138,7 +126,7 @@ impl Actors {
             wanted.entity_type,
             aliases,
         ));
-        Ok(wanted.id)
+        wanted.id
     }
 }
 
@@ -220,13 +208,12 @@ mod tests {
     use super::*;
     use crate::import::row::Side;
 
-    /// A log that knows a few names.
-    struct Known(HashMap<String, String>, usize);
-
-    impl Lookup for Known {
-        async fn find(&mut self, name: &str) -> Result<Option<String>, Status> {
-            self.1 += 1;
-            Ok(self.0.get(&name.to_lowercase()).cloned())
+    fn entity(id: &str, aliases: &[&str]) -> proto::Entity {
+        proto::Entity {
+            id: id.into(),
+            name: id.to_uppercase(),
+            aliases: aliases.iter().map(|alias| alias.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -251,21 +238,13 @@ mod tests {
         assert!(kebab(&"word ".repeat(100)).len() <= 120);
     }
 
-    #[tokio::test]
-    async fn known_entities_are_used_and_the_rest_declared_once() {
-        let mut log = Known(
-            [
-                ("north-korea", "north-korea"),
-                ("prk", "north-korea"),
-                ("xi jinping", "xi-jinping"),
-                ("cpv", "chinese-peoples-volunteers"),
-            ]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-            0,
-        );
-        let mut actors = Actors::default();
+    #[test]
+    fn known_entities_are_used_and_the_rest_declared_once() {
+        let mut actors = Actors::new(&[
+            entity("north-korea", &["PRK"]),
+            entity("xi-jinping", &["Xi Jinping"]),
+            entity("chinese-peoples-volunteers", &["CPV"]),
+        ]);
         let sides = [
             Side {
                 country: countries::by_name("China").map(CountryRef::Known),
@@ -276,7 +255,7 @@ mod tests {
                 actor: Some(Actor::Code("PRKGOV".into())),
             },
         ];
-        let resolved = actors.resolve(&mut log, &row(sides.clone())).await.unwrap();
+        let resolved = actors.resolve(&row(sides.clone()));
         let named: Vec<(&str, &str)> = resolved
             .participants
             .iter()
@@ -297,10 +276,8 @@ mod tests {
             .map(|e| e.id.as_str())
             .collect();
         assert_eq!(declared, ["actor-china", "actor-cameo-prkgov"]);
-        let asked = log.1;
-        let again = actors.resolve(&mut log, &row(sides)).await.unwrap();
-        assert!(again.declarations.is_empty());
-        assert_eq!(log.1, asked, "a second row asks the log nothing");
+        let again = actors.resolve(&row(sides));
+        assert!(again.declarations.is_empty(), "declared once");
 
         // Cape Verde's code is another entity's alias here: it is left out.
         let cape_verde = countries::by_code("CPV").expect("Cape Verde is in the table");
@@ -308,10 +285,7 @@ mod tests {
             country: Some(CountryRef::Known(cape_verde)),
             actor: None,
         };
-        let resolved = actors
-            .resolve(&mut log, &row([side, Side::default()]))
-            .await
-            .unwrap();
+        let resolved = actors.resolve(&row([side, Side::default()]));
         let Some(proto::effect::Change::Declare(declare)) =
             &resolved.declarations[0].effects[0].change
         else {

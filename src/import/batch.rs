@@ -6,7 +6,7 @@
 use super::Summary;
 use crate::client::Client;
 use crate::proto;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tonic::{Code, Status};
 
@@ -40,6 +40,48 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// The entities the batch's events name (as participants, location or
+    /// in effects).
+    pub fn named(&self) -> HashSet<String> {
+        use proto::effect::Change;
+        let mut named = HashSet::new();
+        for event in &self.events {
+            named.extend(event.participants.iter().map(|p| p.entity.clone()));
+            if !event.location.is_empty() {
+                named.insert(event.location.clone());
+            }
+            for effect in &event.effects {
+                match &effect.change {
+                    Some(Change::Set(set)) => {
+                        named.insert(set.entity.clone());
+                    }
+                    Some(Change::Begin(begin)) => named.extend([begin.a.clone(), begin.b.clone()]),
+                    Some(Change::End(end)) => named.extend([end.a.clone(), end.b.clone()]),
+                    Some(Change::Declare(_)) | None => {}
+                }
+            }
+        }
+        named
+    }
+
+    /// Does an event of the batch correct another (which may be in a batch
+    /// still on its way)?
+    pub fn corrects(&self) -> bool {
+        self.events.iter().any(|event| !event.corrects.is_empty())
+    }
+
+    /// The entities the batch's declarations declare.
+    pub fn declared(&self) -> HashSet<String> {
+        self.events
+            .iter()
+            .flat_map(|event| &event.effects)
+            .filter_map(|effect| match &effect.change {
+                Some(proto::effect::Change::Declare(declare)) => Some(declare.id.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Encoded bytes of the events so far.
@@ -80,7 +122,7 @@ impl Batch {
     ) -> Result<(), Lost> {
         let mut overloaded = 0;
         while !self.events.is_empty() {
-            match client.append(self.events.clone(), None).await {
+            match client.append_brief(self.events.clone()).await {
                 Ok(response) => {
                     self.count(&response, summary);
                     return Ok(());

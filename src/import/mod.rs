@@ -187,6 +187,18 @@ impl Summary {
         self.name_problem(what);
     }
 
+    /// Adds what one batch's sending counted.
+    fn absorb(&mut self, other: Summary) {
+        self.imported += other.imported;
+        self.already_present += other.already_present;
+        self.conflicts += other.conflicts;
+        self.refused += other.refused;
+        self.declared += other.declared;
+        for problem in other.problems {
+            self.name_problem(problem);
+        }
+    }
+
     fn name_problem(&mut self, what: String) {
         if self.problems.len() < NAMED {
             self.problems.push(what);
@@ -227,8 +239,12 @@ pub struct Progress {
 /// Malformed rows are skipped and counted; conflicts and refusals are
 /// reported; a server that goes away stops the import, and the summary
 /// says how far it got. `on_file` is told when each file starts.
+///
+/// One batch is sent while the next is read and built: the next is sent
+/// only once the one before is stored, so declarations are always in the
+/// log before the rows that name them.
 pub async fn import(
-    mut client: Option<&mut Client>,
+    client: Option<&mut Client>,
     paths: &[PathBuf],
     options: &Options,
     progress: &Progress,
@@ -238,7 +254,27 @@ pub async fn import(
         dry_run: options.dry_run,
         ..Summary::default()
     };
-    let mut actors = actors::Actors::default();
+    let mut actors = match &client {
+        Some(client) => {
+            let mut client = (*client).clone();
+            let entities = client
+                .entities(crate::proto::EntityType::Unspecified, "", 0)
+                .await
+                .map_err(|status| {
+                    format!(
+                        "listing the log's entities: {:?}: {}",
+                        status.code(),
+                        status.message()
+                    )
+                })?;
+            actors::Actors::new(&entities)
+        }
+        None => actors::Actors::default(),
+    };
+    let mut sender = client.map(|client| Sender {
+        client: client.clone(),
+        in_flight: Default::default(),
+    });
     for path in paths {
         on_file(path);
         let file = path.display().to_string();
@@ -254,7 +290,12 @@ pub async fn import(
         while let Some(message) = lines.recv().await {
             let records = match message {
                 Message::Lines(records) => records,
-                Message::Failed(reason) => return Err(reason),
+                Message::Failed(reason) => {
+                    if let Some(sender) = &mut sender {
+                        sender.finish(&mut summary).await;
+                    }
+                    return Err(reason);
+                }
             };
             for (line, record) in records {
                 summary.rows += 1;
@@ -274,42 +315,119 @@ pub async fn import(
                     }
                     Record::Event(event) => *event,
                     Record::Row(row) => {
-                        let client = client.as_deref_mut().expect("a client unless dry run");
-                        let resolved = match actors.resolve(client, &row).await {
-                            Ok(resolved) => resolved,
-                            Err(status) => {
-                                summary.stopped = Some(format!(
-                                    "{file}:{line}: {:?}: {}",
-                                    status.code(),
-                                    status.message()
-                                ));
-                                return Ok(summary);
-                            }
-                        };
+                        let resolved = actors.resolve(&row);
                         for declaration in resolved.declarations {
                             batch.push(declaration, Origin::Declaration, &file, &mut summary);
                         }
-                        row.event(resolved.participants)
+                        row.into_event(resolved.participants)
                     }
                 };
                 batch.push(event, Origin::Line(line), &file, &mut summary);
                 if batch.len() >= options.batch_events || batch.bytes() >= options.batch_bytes {
                     let full = std::mem::take(&mut batch);
-                    let client = client.as_deref_mut().expect("a client unless dry run");
-                    if let Err(Lost(reason)) = full.send(client, &file, &mut summary).await {
-                        summary.stopped = Some(reason);
-                        return Ok(summary);
+                    if let Some(sender) = &mut sender {
+                        if !sender.send(full, &file, &mut summary).await {
+                            return Ok(summary);
+                        }
                     }
                 }
             }
         }
-        if !batch.is_empty() {
-            let client = client.as_deref_mut().expect("a client unless dry run");
-            if let Err(Lost(reason)) = batch.send(client, &file, &mut summary).await {
-                summary.stopped = Some(reason);
+        if let Some(sender) = &mut sender {
+            if !batch.is_empty() && !sender.send(batch, &file, &mut summary).await {
+                return Ok(summary);
+            }
+            if !sender.finish(&mut summary).await {
                 return Ok(summary);
             }
         }
     }
     Ok(summary)
+}
+
+/// Batches sent and not yet answered, at most this many: the server
+/// commits them together while the importer builds the next.
+const IN_FLIGHT: usize = 2;
+
+/// A batch on its way: its sending task, and the entities it declares.
+struct Flight {
+    task: tokio::task::JoinHandle<(Summary, Result<(), Lost>)>,
+    declares: HashSet<String>,
+}
+
+/// Sends batches while the next ones are being built. A batch that names
+/// an entity declared by one still on its way waits for that one first,
+/// so declarations are in the log before the rows that name them.
+struct Sender {
+    client: Client,
+    in_flight: std::collections::VecDeque<Flight>,
+}
+
+impl Sender {
+    /// Sends `batch` once the batches it depends on are stored (and there
+    /// is room). `false` when the import must stop (the summary says why).
+    async fn send(&mut self, batch: Batch, file: &str, summary: &mut Summary) -> bool {
+        if batch.corrects() && !self.finish(summary).await {
+            return false;
+        }
+        let names = batch.named();
+        while let Some(position) = self
+            .in_flight
+            .iter()
+            .rposition(|flight| !flight.declares.is_disjoint(&names))
+        {
+            for _ in 0..=position {
+                if !self.land(summary).await {
+                    return false;
+                }
+            }
+        }
+        while self.in_flight.len() >= IN_FLIGHT {
+            if !self.land(summary).await {
+                return false;
+            }
+        }
+        let mut client = self.client.clone();
+        let file = file.to_string();
+        let declares = batch.declared();
+        let task = tokio::spawn(async move {
+            let mut counted = Summary::default();
+            let sent = batch.send(&mut client, &file, &mut counted).await;
+            (counted, sent)
+        });
+        self.in_flight.push_back(Flight { task, declares });
+        true
+    }
+
+    /// Waits for every batch on its way. `false` when one could not be
+    /// stored.
+    async fn finish(&mut self, summary: &mut Summary) -> bool {
+        while !self.in_flight.is_empty() {
+            if !self.land(summary).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for the oldest batch on its way and counts it in.
+    async fn land(&mut self, summary: &mut Summary) -> bool {
+        let Some(flight) = self.in_flight.pop_front() else {
+            return true;
+        };
+        match flight.task.await {
+            Ok((counted, sent)) => {
+                summary.absorb(counted);
+                if let Err(Lost(reason)) = sent {
+                    summary.stopped = Some(reason);
+                    return false;
+                }
+                true
+            }
+            Err(error) => {
+                summary.stopped = Some(format!("sending a batch failed: {error}"));
+                false
+            }
+        }
+    }
 }

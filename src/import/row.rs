@@ -130,18 +130,18 @@ pub const ROLES: [&str; 2] = ["subject", "target"];
 
 impl Row {
     /// The row's event, naming the given participants.
-    pub fn event(&self, participants: Vec<proto::Participant>) -> proto::Event {
+    pub fn into_event(self, participants: Vec<proto::Participant>) -> proto::Event {
         proto::Event {
-            id: self.id.clone(),
+            id: self.id,
             kind: self.root.kind.to_string(),
             occurred: Some(proto::TimeSpan {
-                start: self.day.clone(),
+                start: self.day,
                 end: String::new(),
             }),
-            summary: self.summary.clone(),
+            summary: self.summary,
             participants,
-            source: Some(self.source.clone()),
-            labels: self.labels.clone(),
+            source: Some(self.source),
+            labels: self.labels,
             ..Default::default()
         }
     }

@@ -124,6 +124,7 @@ pub async fn load(address: &str, oracle: Arc<Oracle>, batch: usize) -> Res<Load>
         .append(proto::AppendRequest {
             events: vec![declaration_event()],
             expected_last_seq: Some(0),
+            omit_events: false,
         })
         .await
         .map_err(|status| format!("appending the declaration: {status}"))?
@@ -143,6 +144,7 @@ pub async fn load(address: &str, oracle: Arc<Oracle>, batch: usize) -> Res<Load>
             .append(proto::AppendRequest {
                 events,
                 expected_last_seq: Some(last_seq),
+                omit_events: false,
             })
             .await
             .map_err(|status| format!("appending batch {batches}: {status}"))?
@@ -283,6 +285,7 @@ pub async fn single_appends(
                     .append(proto::AppendRequest {
                         events: vec![event],
                         expected_last_seq: None,
+                        omit_events: false,
                     })
                     .await
                     .map_err(|status| format!("single append: {status}"))?
@@ -331,6 +334,7 @@ pub async fn batch_appends(
             .append(proto::AppendRequest {
                 events,
                 expected_last_seq: None,
+                omit_events: false,
             })
             .await
             .map_err(|status| format!("batch append: {status}"))?
