@@ -262,6 +262,18 @@ async fn a_file_of_another_format_fails_at_once_and_changes_nothing() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("neither tab-separated nor JSON"));
     assert_eq!(common::last_seq(&mut client).await, before);
+
+    // A first row that is malformed tells no format; asked for one, the
+    // importer reads on and skips it.
+    let gdelt = std::fs::read_to_string(file).unwrap();
+    let malformed = gdelt.lines().nth(4).unwrap();
+    let shuffled = dir.path().join("malformed-first.export.CSV");
+    std::fs::write(&shuffled, format!("{malformed}\n{gdelt}")).unwrap();
+    let (output, _) = import(&serve, &[shuffled.to_str().unwrap()]);
+    assert!(!output.status.success(), "auto cannot tell");
+    let summary = imported(&serve, &["--format", "gdelt", shuffled.to_str().unwrap()]);
+    assert_eq!(count(&summary, "imported"), 6, "{summary}");
+    assert_eq!(count(&summary, "skipped"), 4, "{summary}");
     serve.terminate();
 }
 

@@ -134,7 +134,8 @@ impl Reader<'_> {
 
     /// Tells the format from the first line, or checks it is the one asked
     /// for: a file of another format fails at once, saying what it looks
-    /// like.
+    /// like (and so does one that looks like none, unless a format was
+    /// asked for).
     fn settle_format(&mut self, line: &str) -> std::io::Result<()> {
         let looks = looks_like(line);
         match (self.format, looks) {
@@ -143,6 +144,9 @@ impl Reader<'_> {
                 Ok(())
             }
             (asked, Some(format)) if asked == format => Ok(()),
+            // Asked for a format, and the first line is no other one (a
+            // malformed row): its rows are read, and skipped if they are bad.
+            (asked, None) if asked != Format::Auto => Ok(()),
             (asked, _) => Err(stop(format!(
                 "line {}: this is not {}: it looks like {}",
                 self.line,
