@@ -10,7 +10,7 @@
 //! made visible to readers, through `durable_seq`.
 
 use crate::error::{Error, Result};
-use crate::index::{Index, TimelineCache};
+use crate::index::{EventRuns, Index, TimelineCache};
 use crate::model::{Change, Declaration, Event};
 use crate::proto;
 use crate::query::Snapshot;
@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// Bytes of entity timelines kept in memory (see `index::TimelineCache`).
     pub timeline_cache_bytes: usize,
+    /// Bytes of event runs kept in memory (see `index::EventRuns`).
+    pub event_cache_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +38,7 @@ impl Default for Limits {
             max_batch_events: 10_000,
             max_event_bytes: 64 * 1024,
             timeline_cache_bytes: 1024 * 1024 * 1024,
+            event_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -68,6 +71,7 @@ struct Shared {
     store: Arc<dyn LogStore>,
     index: RwLock<Index>,
     timelines: TimelineCache,
+    runs: EventRuns,
     /// The last seq known to be durable; readers never look past it.
     durable: watch::Sender<u64>,
     jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
@@ -94,6 +98,7 @@ impl Database {
             store,
             index: RwLock::new(index),
             timelines: TimelineCache::new(limits.timeline_cache_bytes),
+            runs: EventRuns::new(limits.event_cache_bytes),
             durable: watch::Sender::new(last_seq),
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(None),
@@ -207,16 +212,20 @@ impl Database {
         }
         let as_of = if as_of_seq == 0 { last } else { as_of_seq };
         let index = self.index();
-        Ok(query(&self.snapshot(&index, as_of)))
+        Ok(query(&self.snapshot(&index, as_of, last)))
     }
 
-    fn snapshot<'a>(&'a self, index: &'a Index, as_of: u64) -> Snapshot<'a> {
+    /// A reader's snapshot at `as_of`; `durable` is the durable seq read
+    /// before the index was locked (every derived write up to it is in the
+    /// store).
+    fn snapshot<'a>(&'a self, index: &'a Index, as_of: u64, durable: u64) -> Snapshot<'a> {
         Snapshot::new(
             index,
             &self.shared.timelines,
             self.shared.store.as_ref(),
             as_of,
         )
+        .with_runs(&self.shared.runs, durable)
     }
 
     /// The wire form of stored entries, with `superseded_by` as known at
@@ -224,7 +233,7 @@ impl Database {
     fn wire_entries(&self, stored: Vec<StoredEntry>, as_of: u64) -> Result<Vec<proto::LogEntry>> {
         let corrections: Vec<Option<u64>> = {
             let index = self.index();
-            let snapshot = self.snapshot(&index, as_of);
+            let snapshot = self.snapshot(&index, as_of, self.last_seq());
             stored
                 .iter()
                 .map(|entry| snapshot.superseded_by(entry.seq))
@@ -291,6 +300,7 @@ impl Database {
         *index = Index::rebuild(self.shared.store.as_ref())?;
         drop(_writes);
         self.shared.timelines.clear();
+        self.shared.runs.clear();
         Ok(())
     }
 
@@ -331,6 +341,11 @@ struct Round {
 /// Writes a round: the log, then the derived trees and the cached
 /// timelines under the cache lock, then one sync for all of it.
 fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
+    // Before the writes land: a run built from the store from now on
+    // might miss them, and so is not kept.
+    if let Some(last) = round.entries.last() {
+        shared.runs.touch(&round.derived, last.seq);
+    }
     {
         let mut timelines = shared.timelines.lock();
         timelines.absorb(&round.derived)?;

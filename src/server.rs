@@ -34,6 +34,8 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Bytes of entity timelines the index keeps in memory.
     pub timeline_cache_bytes: usize,
+    /// Bytes of event runs (an entity's or a dyad's events) kept in memory.
+    pub event_cache_bytes: usize,
     /// Bytes of each derived tree's memtable before fjall flushes it.
     pub index_buffer_bytes: usize,
     /// Who may call what (`--auth-tokens`). Without tokens every call is
@@ -101,6 +103,7 @@ impl Default for Config {
             seed: true,
             cache_bytes: 256 * 1024 * 1024,
             timeline_cache_bytes: 1024 * 1024 * 1024,
+            event_cache_bytes: 256 * 1024 * 1024,
             index_buffer_bytes: crate::store::DERIVED_BUFFER_BYTES,
             auth: None,
             reflection_requires_auth: false,
@@ -141,6 +144,7 @@ impl Server {
         let seed = config.seed;
         let limits = Limits {
             timeline_cache_bytes: config.timeline_cache_bytes,
+            event_cache_bytes: config.event_cache_bytes,
             ..Limits::default()
         };
         // Opening reads the derived trees (and catches them up if the log

@@ -61,6 +61,10 @@ enum Command {
         /// Entity timelines kept in memory by the index, in MiB.
         #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 1024)]
         timeline_cache_mb: usize,
+        /// Event runs (an entity's or a dyad's events, for counts) kept in
+        /// memory, in MiB.
+        #[arg(long, env = "ANNALS_EVENT_CACHE_MB", default_value_t = 256)]
+        event_cache_mb: usize,
         /// Derived index writes buffered in memory before they are written
         /// out as a sorted run, in KiB.
         #[arg(long, env = "ANNALS_INDEX_BUFFER_KIB", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
@@ -323,6 +327,7 @@ async fn execute(cli: Cli) -> Outcome {
         no_seed,
         cache_mb,
         timeline_cache_mb,
+        event_cache_mb,
         index_buffer_kib,
         trust,
     } = cli.command
@@ -333,6 +338,7 @@ async fn execute(cli: Cli) -> Outcome {
             seed: !no_seed,
             cache_bytes: cache_mb * 1024 * 1024,
             timeline_cache_bytes: timeline_cache_mb * 1024 * 1024,
+            event_cache_bytes: event_cache_mb * 1024 * 1024,
             index_buffer_bytes: index_buffer_kib as usize * 1024,
             ..Config::default()
         };

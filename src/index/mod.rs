@@ -15,9 +15,11 @@
 
 pub mod keys;
 pub mod records;
+pub mod runs;
 mod timeline;
 
 pub use keys::Part;
+pub use runs::EventRuns;
 pub use timeline::{Change, History, Name, TimelineCache};
 
 use crate::error::{Error, Result};

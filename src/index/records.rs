@@ -164,6 +164,20 @@ impl<'a> EventValue<'a> {
         bytes
     }
 
+    /// A value from its parts (as an in-memory run keeps them).
+    pub fn from_parts(latest: Instant, kind: &'a str, facts: &'a [u8]) -> EventValue<'a> {
+        EventValue {
+            latest,
+            kind,
+            facts,
+        }
+    }
+
+    /// The encoded facts.
+    pub fn facts(&self) -> &'a [u8] {
+        self.facts
+    }
+
     pub fn decode(bytes: &'a [u8]) -> Result<EventValue<'a>> {
         let damaged = || Error::DataLoss("an event record of the index is damaged".into());
         if bytes.len() < 9 {

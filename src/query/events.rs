@@ -12,9 +12,11 @@ use super::Snapshot;
 use crate::error::{Error, Result};
 use crate::index::keys;
 use crate::index::records::{EventValue, Fact};
+use crate::index::runs::RunBuilder;
 use crate::store::Tree;
 use crate::time::{bucket_of, Bucket, Instant};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A visitor of index keys: (earliest, seq, value) → go on?
 type KeyVisit<'a> = dyn FnMut(Instant, u64, &[u8]) -> Result<bool> + 'a;
@@ -68,6 +70,32 @@ struct Found {
     value: Option<f64>,
 }
 
+/// A crowded event naming the counterpart, held to be merged into a dyad's
+/// walk.
+struct Crowded {
+    earliest: Instant,
+    seq: u64,
+    latest: Instant,
+    kind: String,
+    facts: Vec<u8>,
+}
+
+impl Crowded {
+    fn of(earliest: Instant, seq: u64, value: &EventValue) -> Crowded {
+        Crowded {
+            earliest,
+            seq,
+            latest: value.latest,
+            kind: value.kind.to_string(),
+            facts: value.facts().to_vec(),
+        }
+    }
+
+    fn value(&self) -> EventValue<'_> {
+        EventValue::from_parts(self.latest, &self.kind, &self.facts)
+    }
+}
+
 impl Snapshot<'_> {
     /// Seqs of the wanted events, by (earliest, seq): the first
     /// `filter.limit` of them when it is set. Withdrawn events are listed
@@ -78,7 +106,7 @@ impl Snapshot<'_> {
         if limit == 0 {
             return Ok(seqs);
         }
-        self.walk_events(filter, None, &mut |found| {
+        self.walk_events(filter, None, false, &mut |found| {
             seqs.push(found.seq);
             Ok(seqs.len() < limit)
         })?;
@@ -99,7 +127,7 @@ impl Snapshot<'_> {
         // The bucket of the last event, which the next one most often
         // shares: (first instant, next bucket's first instant).
         let mut current: Option<(Instant, Instant)> = None;
-        self.walk_events(filter, value_label, &mut |found| {
+        self.walk_events(filter, value_label, true, &mut |found| {
             if self.superseded_by(found.seq).is_some() {
                 return Ok(true);
             }
@@ -142,6 +170,7 @@ impl Snapshot<'_> {
         &self,
         filter: &EventFilter,
         value_label: Option<&str>,
+        build: bool,
         visit: &mut dyn FnMut(Found) -> Result<bool>,
     ) -> Result<()> {
         let overlaps = filter.window == Window::Overlaps;
@@ -189,58 +218,54 @@ impl Snapshot<'_> {
                 // The entity's crowded events that name the counterpart
                 // too (few), merged into the walk of the dyad's keys.
                 let mut crowded = Vec::new();
-                self.scan_tree(
+                self.walk_prefix(
                     Tree::Dyads,
-                    keys::crowded_prefix(entity).len(),
-                    &keys::crowded(entity, first, 0),
-                    &keys::prefix_end(&keys::crowded(entity, filter.to, u64::MAX)),
+                    &keys::crowded_prefix(entity),
+                    (first, filter.to),
+                    build,
                     &mut |earliest, seq, value| {
                         let key = keys::mention(counterpart, earliest, seq);
                         if self.store.get_derived(Tree::Mentions, &key)?.is_some() {
-                            crowded.push((earliest, seq, value.to_vec()));
+                            crowded.push(Crowded::of(earliest, seq, &value));
                         }
                         Ok(true)
                     },
                 )?;
                 let mut crowded = crowded.into_iter().peekable();
                 let mut going = true;
-                self.scan_tree(
+                self.walk_prefix(
                     Tree::Dyads,
-                    keys::pair_prefix(entity, counterpart).len(),
-                    &keys::pair(entity, counterpart, first, 0),
-                    &keys::prefix_end(&keys::pair(entity, counterpart, filter.to, u64::MAX)),
+                    &keys::pair_prefix(entity, counterpart),
+                    (first, filter.to),
+                    build,
                     &mut |earliest, seq, value| {
-                        while let Some((before, before_seq, before_value)) =
-                            crowded.next_if(|(e, s, _)| (*e, *s) < (earliest, seq))
+                        while let Some(before) = crowded
+                            .next_if(|before| (before.earliest, before.seq) < (earliest, seq))
                         {
-                            going =
-                                consider(before, before_seq, EventValue::decode(&before_value)?)?;
+                            going = consider(before.earliest, before.seq, before.value())?;
                             if !going {
                                 return Ok(false);
                             }
                         }
-                        going = consider(earliest, seq, EventValue::decode(value)?)?;
+                        going = consider(earliest, seq, value)?;
                         Ok(going)
                     },
                 )?;
-                for (earliest, seq, value) in crowded {
+                for before in crowded {
                     if !going {
                         break;
                     }
-                    going = consider(earliest, seq, EventValue::decode(&value)?)?;
+                    going = consider(before.earliest, before.seq, before.value())?;
                 }
                 Ok(())
             }
-            (Some(entity), None) => {
-                let prefix = keys::entity(entity);
-                self.scan_tree(
-                    Tree::Mentions,
-                    prefix.len(),
-                    &keys::mention(entity, first, 0),
-                    &keys::prefix_end(&keys::mention(entity, filter.to, u64::MAX)),
-                    &mut |earliest, seq, value| consider(earliest, seq, EventValue::decode(value)?),
-                )
-            }
+            (Some(entity), None) => self.walk_prefix(
+                Tree::Mentions,
+                &keys::entity(entity),
+                (first, filter.to),
+                build,
+                &mut |earliest, seq, value| consider(earliest, seq, value),
+            ),
             (None, _) => self.scan_tree(
                 Tree::Timeline,
                 0,
@@ -249,6 +274,62 @@ impl Snapshot<'_> {
                 &mut |earliest, seq, value| consider(earliest, seq, EventValue::decode(value)?),
             ),
         }
+    }
+
+    /// Calls `visit` with each event under `prefix` of `tree` whose
+    /// earliest instant is in `window`, by (earliest, seq): from the
+    /// prefix's run when one is kept, else from the store — building a run
+    /// of the whole prefix first when `build` asks (a count reads long
+    /// windows, again and again).
+    fn walk_prefix(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        (first, last): (Instant, Instant),
+        build: bool,
+        visit: &mut dyn FnMut(Instant, u64, EventValue) -> Result<bool>,
+    ) -> Result<()> {
+        if let Some((runs, durable)) = self.runs {
+            let run = match runs.get(tree, prefix) {
+                Some(run) => Some(run),
+                None if build => {
+                    let building = runs.start(tree, prefix);
+                    let mut builder = RunBuilder::new(durable);
+                    self.scan_tree(
+                        tree,
+                        prefix.len(),
+                        prefix,
+                        &keys::prefix_end(prefix),
+                        &mut |earliest, seq, value| {
+                            builder.push(earliest, seq, &EventValue::decode(value)?);
+                            Ok(true)
+                        },
+                    )?;
+                    let run = Arc::new(builder.finish());
+                    if let Some(building) = building {
+                        runs.keep(building, Arc::clone(&run));
+                    }
+                    Some(run)
+                }
+                None => None,
+            };
+            if let Some(run) = run {
+                return run.visit(first, last, visit);
+            }
+        }
+        let key = |instant: Instant, seq: u64| {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&keys::instant(instant));
+            key.extend_from_slice(&keys::seq(seq));
+            key
+        };
+        self.scan_tree(
+            tree,
+            prefix.len(),
+            &key(first, 0),
+            &keys::prefix_end(&key(last, u64::MAX)),
+            &mut |earliest, seq, value| visit(earliest, seq, EventValue::decode(value)?),
+        )
     }
 
     /// Calls `visit` with (earliest, seq, value) of each key of `tree` in

@@ -11,7 +11,7 @@
 //! they are plain data, and a second copy of each would add nothing.
 
 use crate::error::Result;
-use crate::index::{keys, Change, Declared, History, Index, Name, Part, TimelineCache};
+use crate::index::{keys, Change, Declared, EventRuns, History, Index, Name, Part, TimelineCache};
 use crate::proto;
 use crate::store::LogStore;
 use crate::time::Instant;
@@ -27,6 +27,9 @@ pub struct Snapshot<'a> {
     timelines: &'a TimelineCache,
     store: &'a dyn LogStore,
     as_of: u64,
+    /// The event runs, and the durable seq the store holds every derived
+    /// write up to (a reader's snapshot; none for the writer's own).
+    runs: Option<(&'a EventRuns, u64)>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -41,7 +44,15 @@ impl<'a> Snapshot<'a> {
             timelines,
             store,
             as_of: as_of.min(index.last_seq()),
+            runs: None,
         }
+    }
+
+    /// Lets the event walks use (and build) runs: `durable` is a seq
+    /// every derived write up to which is in the store.
+    pub fn with_runs(mut self, runs: &'a EventRuns, durable: u64) -> Snapshot<'a> {
+        self.runs = Some((runs, durable));
+        self
     }
 
     /// The seq S this snapshot is as of.

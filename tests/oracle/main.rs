@@ -23,10 +23,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Builds a random history, then checks every index path against the
-/// replay: cached copies kept up to date by the writer (queries run between
-/// appends, so some copies are cached while later batches arrive), a reopen
-/// with no cache (every answer walks the derived trees), a rebuild read
-/// through a cache of a few KiB, and an index caught up from a bare log.
+/// replay: cached copies kept up to date by the writer and event runs it
+/// drops (queries run between appends, so some copies and runs are cached
+/// while later batches arrive), a reopen with no caches (every answer
+/// walks the derived trees), a rebuild read through caches of a few KiB,
+/// and an index caught up from a bare log.
 fn check_history(seed: u64, events: usize, queries: usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -49,6 +50,22 @@ fn check_history(seed: u64, events: usize, queries: usize) {
                 })
                 .unwrap();
             }
+            // A count builds and keeps the run of an entity's or a dyad's
+            // events; later batches must drop it when they add to it.
+            if rng.below(2) == 0 {
+                let filter = EventFilter {
+                    entity: Some(rng.pick(&ENTITIES).to_string()),
+                    counterpart: (rng.below(2) == 0).then(|| rng.pick(&ENTITIES).to_string()),
+                    from: Instant::MIN,
+                    to: Instant::MAX,
+                    window: Window::StartsIn,
+                    ..EventFilter::default()
+                };
+                db.read(0, |snapshot| {
+                    snapshot.count_events(&filter, Bucket::Year, None).unwrap()
+                })
+                .unwrap();
+            }
         }
     });
     let replay = Replay::new(store.as_ref());
@@ -59,6 +76,7 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     // store (the read path that never holds a whole timeline).
     let no_cache = Limits {
         timeline_cache_bytes: 0,
+        event_cache_bytes: 0,
         ..Limits::default()
     };
     let reopened = Database::open(store.clone(), no_cache).unwrap();
@@ -76,6 +94,7 @@ fn check_history(seed: u64, events: usize, queries: usize) {
     // the budget and built again all the time.
     let tiny_cache = Limits {
         timeline_cache_bytes: 4096,
+        event_cache_bytes: 8192,
         ..Limits::default()
     };
     let rebuilt = Database::open(store.clone(), tiny_cache).unwrap();
