@@ -2,8 +2,9 @@
 //!
 //! `Client` wraps the generated tonic client (re-exported as
 //! `TimelineServiceClient` for full control) with one method per question,
-//! following pages for you. Requests and responses are gzip-compressed.
-//! `Client::connect_with` adds a bearer token and TLS (`ClientOptions`).
+//! following pages for you. Nothing is compressed unless `ClientOptions`
+//! asks for gzip. `Client::connect_with` adds a bearer token and TLS
+//! (`ClientOptions`).
 
 use crate::proto;
 use std::fmt;
@@ -23,6 +24,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: TimelineServiceClient<InterceptedService<Channel, Credentials>>,
+    /// The same channel, for calls whose messages are encoded by hand.
+    grpc: tonic::client::Grpc<InterceptedService<Channel, Credentials>>,
 }
 
 /// How to reach a server that asks for a token or serves TLS.
@@ -168,14 +171,19 @@ impl Client {
     /// than it saves (an import spent a third of its time compressing its
     /// batches and their answers).
     fn with_credentials(channel: Channel, credentials: Credentials, gzip: bool) -> Client {
-        let mut inner = TimelineServiceClient::with_interceptor(channel, credentials)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let service = InterceptedService::new(channel, credentials);
+        let mut inner =
+            TimelineServiceClient::new(service.clone()).max_decoding_message_size(64 * 1024 * 1024);
+        let mut grpc = tonic::client::Grpc::new(service);
         if gzip {
             inner = inner
                 .send_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Gzip);
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
         }
-        Client { inner }
+        Client { inner, grpc }
     }
 
     /// The generated client, for calls this wrapper does not cover.
@@ -196,18 +204,26 @@ impl Client {
         Ok(self.inner.append(request).await?.into_inner())
     }
 
-    /// Appends as a bulk loader does: the answer's entries carry seqs and
-    /// `recorded_at`, not the events sent.
-    pub async fn append_brief(
+    /// Appends as a bulk loader does: events encoded once (and sent again
+    /// without re-encoding after a refusal), the answer's entries with
+    /// their seqs and `recorded_at` but not the events.
+    pub async fn append_encoded(
         &mut self,
-        events: Vec<proto::Event>,
+        request: crate::wire::EncodedAppend,
     ) -> Result<proto::AppendResponse, Status> {
-        let request = proto::AppendRequest {
-            events,
-            expected_last_seq: None,
-            omit_events: true,
-        };
-        Ok(self.inner.append(request).await?.into_inner())
+        self.grpc.ready().await.map_err(|error| {
+            Status::unavailable(format!("the server is not reachable: {error}"))
+        })?;
+        let codec =
+            tonic_prost::ProstCodec::<crate::wire::EncodedAppend, proto::AppendResponse>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/annals.v1.TimelineService/Append",
+        );
+        Ok(self
+            .grpc
+            .unary(Request::new(request), path, codec)
+            .await?
+            .into_inner())
     }
 
     pub async fn event(&mut self, id: &str) -> Result<proto::LogEntry, Status> {

@@ -6,6 +6,7 @@
 use super::Summary;
 use crate::client::Client;
 use crate::proto;
+use crate::wire::EncodedAppend;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tonic::{Code, Status};
@@ -19,14 +20,23 @@ pub enum Origin {
     Declaration,
 }
 
-/// Events waiting to be sent together.
+/// Events waiting to be sent together, each encoded once as it is added.
 #[derive(Debug, Default)]
 pub struct Batch {
-    events: Vec<proto::Event>,
+    /// Each event as an entry of the request (`wire::EncodedAppend`).
+    encoded: Vec<Vec<u8>>,
+    ids: Vec<String>,
     origins: Vec<Origin>,
     /// Event id → position, to catch an id the file repeats.
     positions: HashMap<String, usize>,
     bytes: usize,
+    /// The entities the events name (as participants, location or in
+    /// effects), and those they declare.
+    named: HashSet<String>,
+    declared: HashSet<String>,
+    /// Does an event correct another (which may be in a batch still on
+    /// its way)?
+    corrects: bool,
 }
 
 /// Why sending stopped.
@@ -35,53 +45,23 @@ pub struct Lost(pub String);
 
 impl Batch {
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.encoded.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.encoded.is_empty()
     }
 
-    /// The entities the batch's events name (as participants, location or
-    /// in effects).
-    pub fn named(&self) -> HashSet<String> {
-        use proto::effect::Change;
-        let mut named = HashSet::new();
-        for event in &self.events {
-            named.extend(event.participants.iter().map(|p| p.entity.clone()));
-            if !event.location.is_empty() {
-                named.insert(event.location.clone());
-            }
-            for effect in &event.effects {
-                match &effect.change {
-                    Some(Change::Set(set)) => {
-                        named.insert(set.entity.clone());
-                    }
-                    Some(Change::Begin(begin)) => named.extend([begin.a.clone(), begin.b.clone()]),
-                    Some(Change::End(end)) => named.extend([end.a.clone(), end.b.clone()]),
-                    Some(Change::Declare(_)) | None => {}
-                }
-            }
-        }
-        named
+    pub fn named(&self) -> &HashSet<String> {
+        &self.named
     }
 
-    /// Does an event of the batch correct another (which may be in a batch
-    /// still on its way)?
+    pub fn declared(&self) -> &HashSet<String> {
+        &self.declared
+    }
+
     pub fn corrects(&self) -> bool {
-        self.events.iter().any(|event| !event.corrects.is_empty())
-    }
-
-    /// The entities the batch's declarations declare.
-    pub fn declared(&self) -> HashSet<String> {
-        self.events
-            .iter()
-            .flat_map(|event| &event.effects)
-            .filter_map(|effect| match &effect.change {
-                Some(proto::effect::Change::Declare(declare)) => Some(declare.id.clone()),
-                _ => None,
-            })
-            .collect()
+        self.corrects
     }
 
     /// Encoded bytes of the events so far.
@@ -93,8 +73,10 @@ impl Batch {
     /// the same content it is a row the file repeats (already present),
     /// with other content a conflict.
     pub fn push(&mut self, event: proto::Event, origin: Origin, file: &str, summary: &mut Summary) {
+        use proto::effect::Change;
+        let encoded = EncodedAppend::encode_event(&event);
         if let Some(&position) = self.positions.get(&event.id) {
-            if self.events[position] == event {
+            if self.encoded[position] == encoded {
                 summary.already_present += 1;
             } else {
                 summary.conflict(format!(
@@ -105,9 +87,29 @@ impl Batch {
             }
             return;
         }
-        self.bytes += prost::Message::encoded_len(&event);
-        self.positions.insert(event.id.clone(), self.events.len());
-        self.events.push(event);
+        let named = &mut self.named;
+        named.extend(event.participants.iter().map(|p| p.entity.clone()));
+        if !event.location.is_empty() {
+            named.insert(event.location.clone());
+        }
+        for effect in &event.effects {
+            match &effect.change {
+                Some(Change::Set(set)) => {
+                    named.insert(set.entity.clone());
+                }
+                Some(Change::Begin(begin)) => named.extend([begin.a.clone(), begin.b.clone()]),
+                Some(Change::End(end)) => named.extend([end.a.clone(), end.b.clone()]),
+                Some(Change::Declare(declare)) => {
+                    self.declared.insert(declare.id.clone());
+                }
+                None => {}
+            }
+        }
+        self.corrects |= !event.corrects.is_empty();
+        self.bytes += encoded.len();
+        self.positions.insert(event.id.clone(), self.encoded.len());
+        self.encoded.push(encoded);
+        self.ids.push(event.id);
         self.origins.push(origin);
     }
 
@@ -121,8 +123,9 @@ impl Batch {
         summary: &mut Summary,
     ) -> Result<(), Lost> {
         let mut overloaded = 0;
-        while !self.events.is_empty() {
-            match client.append_brief(self.events.clone()).await {
+        while !self.encoded.is_empty() {
+            let request = EncodedAppend::new(self.encoded.iter().map(Vec::as_slice));
+            match client.append_encoded(request).await {
                 Ok(response) => {
                     self.count(&response, summary);
                     return Ok(());
@@ -134,13 +137,13 @@ impl Batch {
                     tokio::time::sleep(Duration::from_millis(50 << overloaded)).await;
                 }
                 Err(status) => match refused_position(&status) {
-                    Some(position) if position < self.events.len() => {
-                        let event = self.events.remove(position);
+                    Some(position) if position < self.encoded.len() => {
+                        self.encoded.remove(position);
+                        let id = self.ids.remove(position);
                         let origin = self.origins.remove(position);
                         let what = format!(
-                            "{}: event {:?}: {}",
+                            "{}: event {id:?}: {}",
                             place(file, &origin),
-                            event.id,
                             status.message()
                         );
                         if status.code() == Code::AlreadyExists {

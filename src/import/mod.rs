@@ -374,7 +374,7 @@ impl Sender {
         while let Some(position) = self
             .in_flight
             .iter()
-            .rposition(|flight| !flight.declares.is_disjoint(&names))
+            .rposition(|flight| !flight.declares.is_disjoint(names))
         {
             for _ in 0..=position {
                 if !self.land(summary).await {
@@ -389,7 +389,7 @@ impl Sender {
         }
         let mut client = self.client.clone();
         let file = file.to_string();
-        let declares = batch.declared();
+        let declares = batch.declared().clone();
         let task = tokio::spawn(async move {
             let mut counted = Summary::default();
             let sent = batch.send(&mut client, &file, &mut counted).await;
