@@ -111,6 +111,11 @@ pub const FACT_LABELS: [&str; 7] = [
     "num_mentions",
 ];
 
+/// Where a label is in `FACT_LABELS`, if it is a fact.
+pub fn fact_position(key: &str) -> Option<usize> {
+    FACT_LABELS.iter().position(|label| *label == key)
+}
+
 /// The longest label value kept as a fact; a longer one is marked, and
 /// read from the log.
 const MAX_FACT_BYTES: usize = 64;
@@ -194,7 +199,13 @@ impl<'a> EventValue<'a> {
 
     /// What the index knows of label `key`.
     pub fn fact(&self, key: &str) -> Result<Fact<'a>> {
-        let Some(wanted) = FACT_LABELS.iter().position(|label| *label == key) else {
+        self.fact_at(fact_position(key))
+    }
+
+    /// What the index knows of the label at `position` of `FACT_LABELS`
+    /// (`None`: a label that is not a fact).
+    pub fn fact_at(&self, position: Option<usize>) -> Result<Fact<'a>> {
+        let Some(wanted) = position else {
             return Ok(Fact::InTheLog);
         };
         let damaged = || Error::DataLoss("the facts of an event record are damaged".into());

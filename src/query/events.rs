@@ -11,11 +11,10 @@
 use super::Snapshot;
 use crate::error::{Error, Result};
 use crate::index::keys;
-use crate::index::records::{EventValue, Fact};
+use crate::index::records::{fact_position, EventValue, Fact};
 use crate::index::runs::RunBuilder;
 use crate::store::Tree;
 use crate::time::{bucket_of, Bucket, Instant};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A visitor of index keys: (earliest, seq, value) → go on?
@@ -68,6 +67,13 @@ struct Found {
     seq: u64,
     earliest: Instant,
     value: Option<f64>,
+}
+
+/// Where the labels a walk filters on and sums are among the facts,
+/// worked out once per walk.
+struct FactPositions {
+    labels: Vec<Option<usize>>,
+    value: Option<usize>,
 }
 
 /// A crowded event naming the counterpart, held to be merged into a dyad's
@@ -123,33 +129,28 @@ impl Snapshot<'_> {
         bucket: Bucket,
         value_label: Option<&str>,
     ) -> Result<Vec<Counted>> {
-        let mut buckets: BTreeMap<Instant, Counted> = BTreeMap::new();
-        // The bucket of the last event, which the next one most often
-        // shares: (first instant, next bucket's first instant).
-        let mut current: Option<(Instant, Instant)> = None;
+        // Events come in valid-time order, so their buckets do too: the
+        // current one is the last, with the range of instants it holds.
+        let mut buckets: Vec<Counted> = Vec::new();
+        let mut current = (Instant::MAX, Instant::MIN);
         self.walk_events(filter, value_label, true, &mut |found| {
             if self.superseded_by(found.seq).is_some() {
                 return Ok(true);
             }
-            let first = match current {
-                Some((first, next)) if (first..next).contains(&found.earliest) => first,
-                _ => {
-                    let (first, next, text) =
-                        bucket_of(found.earliest, bucket).ok_or_else(|| {
-                            Error::invalid(
-                                "from",
-                                "counts are per bucket of years 0001-9999; narrow the window",
-                            )
-                        })?;
-                    buckets.entry(first).or_insert_with(|| Counted {
-                        start: text,
-                        ..Counted::default()
-                    });
-                    current = Some((first, next));
-                    first
-                }
-            };
-            let counted = buckets.get_mut(&first).expect("the bucket was made above");
+            if !(current.0..current.1).contains(&found.earliest) {
+                let (first, next, start) = bucket_of(found.earliest, bucket).ok_or_else(|| {
+                    Error::invalid(
+                        "from",
+                        "counts are per bucket of years 0001-9999; narrow the window",
+                    )
+                })?;
+                current = (first, next);
+                buckets.push(Counted {
+                    start,
+                    ..Counted::default()
+                });
+            }
+            let counted = buckets.last_mut().expect("a bucket was made above");
             counted.count += 1;
             if let Some(value) = found.value {
                 counted.sum += value;
@@ -157,7 +158,7 @@ impl Snapshot<'_> {
             }
             Ok(true)
         })?;
-        Ok(buckets.into_values().collect())
+        Ok(buckets)
     }
 
     /// Calls `visit` with each wanted event, by (earliest, seq), until it
@@ -189,6 +190,14 @@ impl Snapshot<'_> {
             }
             (true, None) => filter.from.saturating_sub(self.index.max_span),
         };
+        let positions = FactPositions {
+            labels: filter
+                .labels
+                .iter()
+                .map(|(key, _)| fact_position(key))
+                .collect(),
+            value: value_label.and_then(fact_position),
+        };
         let mut consider = |earliest: Instant, seq: u64, record: EventValue| -> Result<bool> {
             let in_window = if overlaps {
                 record.latest >= filter.from
@@ -204,7 +213,7 @@ impl Snapshot<'_> {
             if !wanted {
                 return Ok(true);
             }
-            match self.labels_of(filter, value_label, seq, &record)? {
+            match self.labels_of(filter, (value_label, &positions), seq, &record)? {
                 Some(value) => visit(Found {
                     seq,
                     earliest,
@@ -363,20 +372,21 @@ impl Snapshot<'_> {
     fn labels_of(
         &self,
         filter: &EventFilter,
-        value_label: Option<&str>,
+        (value_label, positions): (Option<&str>, &FactPositions),
         seq: u64,
         record: &EventValue,
     ) -> Result<Option<Option<f64>>> {
         let mut in_the_log = Vec::new();
-        for (key, value) in &filter.labels {
-            match record.fact(key)? {
+        for ((key, value), position) in filter.labels.iter().zip(&positions.labels) {
+            match record.fact_at(*position)? {
                 Fact::Value(fact) if fact == value => {}
                 Fact::Value(_) | Fact::Absent => return Ok(None),
                 Fact::InTheLog => in_the_log.push((key, value)),
             }
         }
         let number = |text: &str| text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
-        let mut counted = match value_label.map(|label| record.fact(label)).transpose()? {
+        let value_fact = value_label.map(|_| record.fact_at(positions.value));
+        let mut counted = match value_fact.transpose()? {
             Some(Fact::Value(text)) => Ok(number(text)),
             Some(Fact::InTheLog) => Err(()),
             Some(Fact::Absent) | None => Ok(None),

@@ -74,6 +74,9 @@ impl<'a> Snapshot<'a> {
 
     /// The seq of the correction that withdrew `seq`, if known at S.
     pub fn superseded_by(&self, seq: u64) -> Option<u64> {
+        if self.index.superseded.is_empty() {
+            return None;
+        }
         let correction = *self.index.superseded.get(&seq)?;
         (correction <= self.as_of).then_some(correction)
     }
