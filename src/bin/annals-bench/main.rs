@@ -12,12 +12,21 @@
 mod chart;
 mod check;
 mod counting;
+mod cpu;
+mod gdelt;
+mod gdelt_places;
+mod gdelt_tables;
 mod measure;
 mod oracle;
 mod pgreport;
 mod process;
 mod questions;
 mod report;
+mod trends;
+mod trends_gate;
+mod trends_measure;
+mod trends_pg;
+mod trends_report;
 mod workload;
 
 use clap::{Args, Parser, Subcommand};
@@ -99,6 +108,39 @@ enum Command {
         #[arg(long, default_value = "PostgreSQL")]
         server: String,
         #[arg(long, default_value = "bench/postgres/run.sh")]
+        command: String,
+    },
+    /// The trends benchmark on GDELT-shaped data: import, batch append,
+    /// CountEvents and ListEvents (PostgreSQL: bench/postgres/trends.sh).
+    Trends(trends::TrendsArgs),
+    /// Write the trends benchmark's GDELT-shaped export of N rows.
+    GdeltGen {
+        #[arg(long)]
+        n: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the checks trends.sh must pass: annals's answers and their SQL.
+    TrendsExpected {
+        #[arg(long, default_value = "bench/results/trends.json")]
+        results: PathBuf,
+        #[arg(long)]
+        n: u64,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Merge trends.sh's pgbench measurements into the trends results.
+    TrendsReport {
+        #[arg(long)]
+        tsv: PathBuf,
+        #[arg(long, default_value = "bench/results/trends.json")]
+        results: PathBuf,
+        /// Seconds per pgbench run.
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        #[arg(long, default_value = "PostgreSQL")]
+        server: String,
+        #[arg(long, default_value = "bench/postgres/trends.sh")]
         command: String,
     },
 }
@@ -183,6 +225,20 @@ fn main() -> ExitCode {
             server: &server,
             command: &command,
         }),
+        Some(Command::Trends(args)) => trends::run(args),
+        Some(Command::GdeltGen { n, out }) => gdelt::command(n, &out),
+        Some(Command::TrendsExpected {
+            results,
+            n,
+            out_dir,
+        }) => trends_pg::expected(&results, n, &out_dir),
+        Some(Command::TrendsReport {
+            tsv,
+            results,
+            seconds,
+            server,
+            command,
+        }) => trends_pg::merge(&tsv, &results, seconds, &server, &command),
         None => run(cli.run),
     };
     match outcome {

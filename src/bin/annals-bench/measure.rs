@@ -29,7 +29,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn from_latencies(mut latencies_ns: Vec<u64>, seconds: f64, items: u64) -> Stats {
+    pub fn from_latencies(mut latencies_ns: Vec<u64>, seconds: f64, items: u64) -> Stats {
         latencies_ns.sort_unstable();
         let calls = latencies_ns.len() as u64;
         // Nearest rank.
