@@ -124,12 +124,37 @@ const TOO_LONG: u8 = 0xff;
 
 /// The value of a `mentions`, `timeline` or `dyads` key: when the event
 /// ends, its kind, and (not in `timeline`) its facts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EventValue<'a> {
     pub latest: Instant,
     pub kind: &'a str,
     /// Encoded facts: (label position, length, value) each.
     facts: &'a [u8],
+    /// The same facts looked up already (an event run's copy): one cell
+    /// per label of `FACT_LABELS`, and the values they point to.
+    cells: Option<(&'a [Cell], &'a [FactValue])>,
+}
+
+/// One fact of an event as a run keeps it: absent, in the log (too long
+/// to keep), or the position + 1 of its value in the run's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cell(pub u32);
+
+impl Cell {
+    pub const ABSENT: Cell = Cell(0);
+    pub const IN_THE_LOG: Cell = Cell(u32::MAX);
+}
+
+/// A fact's value, with the number it reads as (if it does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FactValue {
+    pub text: String,
+    pub number: Option<f64>,
+}
+
+/// A label's text as a number to sum: finite, surrounding spaces ignored.
+pub fn number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 /// What the facts say of one label.
@@ -175,7 +200,33 @@ impl<'a> EventValue<'a> {
             latest,
             kind,
             facts,
+            cells: None,
         }
+    }
+
+    /// The same, with the facts looked up already.
+    pub fn with_cells(self, cells: &'a [Cell], values: &'a [FactValue]) -> EventValue<'a> {
+        EventValue {
+            cells: Some((cells, values)),
+            ..self
+        }
+    }
+
+    /// The number the label at `position` reads as: `Some(None)` when it
+    /// is absent or not a number, `None` when only the log has it.
+    pub fn number_at(&self, position: Option<usize>) -> Result<Option<Option<f64>>> {
+        if let (Some((cells, values)), Some(position)) = (self.cells, position) {
+            return Ok(match cells[position] {
+                Cell::ABSENT => Some(None),
+                Cell::IN_THE_LOG => None,
+                Cell(at) => Some(values[at as usize - 1].number),
+            });
+        }
+        Ok(match self.fact_at(position)? {
+            Fact::Value(text) => Some(number(text)),
+            Fact::Absent => Some(None),
+            Fact::InTheLog => None,
+        })
     }
 
     /// The encoded facts.
@@ -194,6 +245,7 @@ impl<'a> EventValue<'a> {
             latest: keys::decode_instant(&bytes[..8]),
             kind: std::str::from_utf8(kind).map_err(|_| damaged())?,
             facts: &bytes[kind_end..],
+            cells: None,
         })
     }
 
@@ -208,6 +260,13 @@ impl<'a> EventValue<'a> {
         let Some(wanted) = position else {
             return Ok(Fact::InTheLog);
         };
+        if let Some((cells, values)) = self.cells {
+            return Ok(match cells[wanted] {
+                Cell::ABSENT => Fact::Absent,
+                Cell::IN_THE_LOG => Fact::InTheLog,
+                Cell(at) => Fact::Value(&values[at as usize - 1].text),
+            });
+        }
         let damaged = || Error::DataLoss("the facts of an event record are damaged".into());
         let mut rest = self.facts;
         while let [position, length, tail @ ..] = rest {

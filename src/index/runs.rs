@@ -12,7 +12,7 @@
 //! the prefix before the build registered itself) serves its own query but
 //! is not kept.
 
-use super::records::EventValue;
+use super::records::{number, Cell, EventValue, Fact, FactValue, FACT_LABELS};
 use crate::error::Result;
 use crate::store::{Tree, Write};
 use crate::time::Instant;
@@ -37,6 +37,11 @@ pub struct Run {
     items: Vec<Item>,
     kinds: Vec<String>,
     facts: Vec<u8>,
+    /// `FACT_LABELS.len()` cells per item: its facts looked up, so that a
+    /// filter or a sum reads a cell instead of parsing the encoded facts.
+    cells: Vec<Cell>,
+    /// The facts' distinct values, with the numbers they read as.
+    values: Vec<FactValue>,
     built_at: u64,
 }
 
@@ -45,6 +50,12 @@ impl Run {
     fn size(&self) -> usize {
         self.items.len() * std::mem::size_of::<Item>()
             + self.facts.len()
+            + self.cells.len() * std::mem::size_of::<Cell>()
+            + self
+                .values
+                .iter()
+                .map(|value| value.text.len() + 40)
+                .sum::<usize>()
             + self.kinds.iter().map(|kind| kind.len() + 24).sum::<usize>()
             + 64
     }
@@ -63,12 +74,15 @@ impl Run {
         visit: &mut dyn FnMut(Instant, u64, EventValue) -> Result<bool>,
     ) -> Result<()> {
         let first = self.items.partition_point(|item| item.earliest < from);
-        for item in &self.items[first..] {
+        let width = FACT_LABELS.len();
+        for (position, item) in self.items.iter().enumerate().skip(first) {
             if item.earliest > to {
                 break;
             }
             let facts = &self.facts[item.facts.0 as usize..item.facts.1 as usize];
-            let value = EventValue::from_parts(item.latest, &self.kinds[item.kind as usize], facts);
+            let cells = &self.cells[position * width..(position + 1) * width];
+            let value = EventValue::from_parts(item.latest, &self.kinds[item.kind as usize], facts)
+                .with_cells(cells, &self.values);
             if !visit(item.earliest, item.seq, value)? {
                 break;
             }
@@ -82,6 +96,7 @@ impl Run {
 pub struct RunBuilder {
     run: Run,
     kinds: HashMap<String, u16>,
+    values: HashMap<String, u32>,
 }
 
 impl RunBuilder {
@@ -92,13 +107,33 @@ impl RunBuilder {
                 ..Run::default()
             },
             kinds: HashMap::new(),
+            values: HashMap::new(),
         }
     }
 
     /// Adds an event (events past `built_at` are left out).
-    pub fn push(&mut self, earliest: Instant, seq: u64, value: &EventValue) {
+    pub fn push(&mut self, earliest: Instant, seq: u64, value: &EventValue) -> Result<()> {
         if seq > self.run.built_at {
-            return;
+            return Ok(());
+        }
+        for position in 0..FACT_LABELS.len() {
+            let cell = match value.fact_at(Some(position))? {
+                Fact::Absent => Cell::ABSENT,
+                Fact::InTheLog => Cell::IN_THE_LOG,
+                Fact::Value(text) => match self.values.get(text) {
+                    Some(at) => Cell(*at),
+                    None => {
+                        self.run.values.push(FactValue {
+                            text: text.to_string(),
+                            number: number(text),
+                        });
+                        let at = self.run.values.len() as u32;
+                        self.values.insert(text.to_string(), at);
+                        Cell(at)
+                    }
+                },
+            };
+            self.run.cells.push(cell);
         }
         let kind = match self.kinds.get(value.kind) {
             Some(kind) => *kind,
@@ -118,6 +153,7 @@ impl RunBuilder {
             kind,
             facts: (start, self.run.facts.len() as u32),
         });
+        Ok(())
     }
 
     pub fn finish(self) -> Run {
@@ -273,7 +309,9 @@ mod tests {
     fn run(built_at: u64, events: &[(Instant, u64)]) -> Arc<Run> {
         let mut builder = RunBuilder::new(built_at);
         for (earliest, seq) in events {
-            builder.push(*earliest, *seq, &EventValue::from_parts(0, "consult", &[]));
+            builder
+                .push(*earliest, *seq, &EventValue::from_parts(0, "consult", &[]))
+                .unwrap();
         }
         Arc::new(builder.finish())
     }

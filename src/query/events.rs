@@ -11,7 +11,7 @@
 use super::Snapshot;
 use crate::error::{Error, Result};
 use crate::index::keys;
-use crate::index::records::{fact_position, EventValue, Fact};
+use crate::index::records::{fact_position, number, EventValue, Fact};
 use crate::index::runs::RunBuilder;
 use crate::store::Tree;
 use crate::time::{bucket_of, Bucket, Instant};
@@ -310,7 +310,7 @@ impl Snapshot<'_> {
                         prefix,
                         &keys::prefix_end(prefix),
                         &mut |earliest, seq, value| {
-                            builder.push(earliest, seq, &EventValue::decode(value)?);
+                            builder.push(earliest, seq, &EventValue::decode(value)?)?;
                             Ok(true)
                         },
                     )?;
@@ -384,12 +384,9 @@ impl Snapshot<'_> {
                 Fact::InTheLog => in_the_log.push((key, value)),
             }
         }
-        let number = |text: &str| text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
-        let value_fact = value_label.map(|_| record.fact_at(positions.value));
-        let mut counted = match value_fact.transpose()? {
-            Some(Fact::Value(text)) => Ok(number(text)),
-            Some(Fact::InTheLog) => Err(()),
-            Some(Fact::Absent) | None => Ok(None),
+        let mut counted = match value_label {
+            None => Ok(None),
+            Some(_) => record.number_at(positions.value)?.ok_or(()),
         };
         if !in_the_log.is_empty() || counted.is_err() {
             let entry = self
