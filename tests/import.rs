@@ -557,6 +557,34 @@ async fn entities(serve: &Serve) -> Vec<proto::Entity> {
         .unwrap()
 }
 
+/// In the log, every entity an event names is declared at a lower seq (so
+/// the log replays in any batching).
+async fn assert_declared_first(serve: &Serve) {
+    let mut client = client(serve).await;
+    let mut declared = std::collections::HashSet::new();
+    let mut next = 1;
+    while next > 0 {
+        let page = client.read_log(next, 1000, false).await.unwrap();
+        for entry in page.entries {
+            let event = entry.event.unwrap();
+            for effect in &event.effects {
+                if let Some(proto::effect::Change::Declare(declare)) = &effect.change {
+                    declared.insert(declare.id.clone());
+                }
+            }
+            for participant in &event.participants {
+                assert!(
+                    declared.contains(&participant.entity),
+                    "seq {} names {} before its declaration",
+                    entry.seq,
+                    participant.entity
+                );
+            }
+        }
+        next = page.next_seq;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_imported_in_either_order_declare_the_same_entities() {
     let files: Vec<PathBuf> = match real_samples() {
@@ -577,6 +605,7 @@ async fn files_imported_in_either_order_declare_the_same_entities() {
             imported(&serve, &[files[file].to_str().unwrap()]);
         }
         seen.push(entities(&serve).await);
+        assert_declared_first(&serve).await;
         serve.terminate();
     }
     assert!(seen[0].len() > 60, "the article's and the files' entities");

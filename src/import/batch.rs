@@ -113,6 +113,35 @@ impl Batch {
         self.origins.push(origin);
     }
 
+    /// Puts declarations at the front of the batch (so that in the log
+    /// they come before the rows that name them); ids already in the batch
+    /// are left out.
+    pub fn prepend_declarations(&mut self, declarations: Vec<proto::Event>, file: &str) {
+        let mut front = Batch::default();
+        let mut summary = Summary::default();
+        for declaration in declarations {
+            if !self.positions.contains_key(&declaration.id) {
+                front.push(declaration, Origin::Declaration, file, &mut summary);
+            }
+        }
+        if front.is_empty() {
+            return;
+        }
+        let rest = std::mem::take(self);
+        *self = front;
+        let offset = self.encoded.len();
+        for (id, position) in rest.positions {
+            self.positions.insert(id, position + offset);
+        }
+        self.encoded.extend(rest.encoded);
+        self.ids.extend(rest.ids);
+        self.origins.extend(rest.origins);
+        self.bytes += rest.bytes;
+        self.named.extend(rest.named);
+        self.declared.extend(rest.declared);
+        self.corrects |= rest.corrects;
+    }
+
     /// Sends the batch as one Append and counts what it stored. Refused
     /// events are taken out one at a time (the server names each) and the
     /// rest re-sent; an overloaded server is waited for a little.
@@ -224,6 +253,24 @@ mod tests {
         let status = Status::invalid_argument("events[3].participants[0].entity: bad");
         assert_eq!(refused_position(&status), Some(3));
         assert_eq!(refused_position(&Status::unavailable("events[1]")), None);
+    }
+
+    #[test]
+    fn declarations_go_in_front() {
+        let event = |id: &str| proto::Event {
+            id: id.into(),
+            kind: "consult".into(),
+            ..Default::default()
+        };
+        let mut batch = Batch::default();
+        let mut summary = Summary::default();
+        batch.push(event("row"), Origin::Line(7), "f", &mut summary);
+        batch.push(event("actor-a"), Origin::Declaration, "f", &mut summary);
+        batch.prepend_declarations(vec![event("actor-b"), event("actor-a")], "f");
+        assert_eq!(batch.ids, ["actor-b", "row", "actor-a"]);
+        assert_eq!(batch.positions["row"], 1);
+        assert_eq!(batch.origins[1], Origin::Line(7));
+        assert_eq!(batch.encoded[1], EncodedAppend::encode_event(&event("row")));
     }
 
     #[test]

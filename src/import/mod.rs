@@ -19,10 +19,11 @@ pub mod row;
 pub mod source;
 
 use crate::client::Client;
+use crate::proto;
 use crate::time::{Instant, ValidTime};
 use batch::{Batch, Lost, Origin};
 use reader::{Message, Record};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -274,6 +275,7 @@ pub async fn import(
     let mut sender = client.map(|client| Sender {
         client: client.clone(),
         in_flight: Default::default(),
+        declarations: HashMap::new(),
     });
     for path in paths {
         on_file(path);
@@ -317,6 +319,9 @@ pub async fn import(
                     Record::Row(row) => {
                         let resolved = actors.resolve(&row);
                         for declaration in resolved.declarations {
+                            if let Some(sender) = &mut sender {
+                                sender.remember(&declaration);
+                            }
                             batch.push(declaration, Origin::Declaration, &file, &mut summary);
                         }
                         row.into_event(resolved.participants)
@@ -356,26 +361,56 @@ struct Flight {
 }
 
 /// Sends batches while the next ones are being built. A batch that names
-/// an entity declared by one still on its way waits for that one first,
+/// an entity declared by one still on its way declares it again (the
+/// importer's own declarations), or waits for that one first (a file's),
 /// so declarations are in the log before the rows that name them.
 struct Sender {
     client: Client,
     in_flight: std::collections::VecDeque<Flight>,
+    /// The declarations this import made, by entity.
+    declarations: HashMap<String, proto::Event>,
 }
 
 impl Sender {
+    /// Keeps a declaration the importer made, to declare again in a later
+    /// batch while the first is on its way.
+    fn remember(&mut self, declaration: &proto::Event) {
+        for effect in &declaration.effects {
+            if let Some(proto::effect::Change::Declare(declare)) = &effect.change {
+                self.declarations
+                    .insert(declare.id.clone(), declaration.clone());
+            }
+        }
+    }
+
     /// Sends `batch` once the batches it depends on are stored (and there
     /// is room). `false` when the import must stop (the summary says why).
-    async fn send(&mut self, batch: Batch, file: &str, summary: &mut Summary) -> bool {
+    async fn send(&mut self, mut batch: Batch, file: &str, summary: &mut Summary) -> bool {
         if batch.corrects() && !self.finish(summary).await {
             return false;
         }
-        let names = batch.named();
-        while let Some(position) = self
-            .in_flight
+        // An entity the importer declared in a batch still on its way is
+        // declared again in this one (the same event: whichever is stored
+        // second finds it present), so this batch need not wait.
+        let copies: Vec<proto::Event> = batch
+            .named()
             .iter()
-            .rposition(|flight| !flight.declares.is_disjoint(names))
-        {
+            .filter(|entity| !batch.declared().contains(*entity))
+            .filter(|entity| {
+                self.in_flight
+                    .iter()
+                    .any(|flight| flight.declares.contains(*entity))
+            })
+            .filter_map(|entity| self.declarations.get(entity).cloned())
+            .collect();
+        batch.prepend_declarations(copies, file);
+        let names = batch.named();
+        while let Some(position) = self.in_flight.iter().rposition(|flight| {
+            flight
+                .declares
+                .iter()
+                .any(|entity| names.contains(entity) && !batch.declared().contains(entity))
+        }) {
             for _ in 0..=position {
                 if !self.land(summary).await {
                     return false;
