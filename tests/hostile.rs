@@ -816,7 +816,14 @@ async fn send(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_the_right_status_and_change_nothing() {
     let server = TestServer::seeded().await;
-    let mut client = server.client().await;
+    // The wrapper client, gzipping its requests (the "gzipped" rows).
+    let options = annals::client::ClientOptions {
+        gzip: true,
+        ..Default::default()
+    };
+    let mut client = annals::client::Client::connect_with(&server.url(), options)
+        .await
+        .unwrap();
     // The generated client with tonic's defaults but no size limit of its
     // own on what it sends, and no compression.
     let mut plain = TimelineServiceClient::new(server.channel().await);
