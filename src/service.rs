@@ -124,6 +124,20 @@ fn window(from: &str, to: &str) -> std::result::Result<(Instant, Instant), Error
     Ok((first, last))
 }
 
+/// The window, kind and labels of an event listing or count, checked.
+type EventTerms = (Instant, Instant, Option<String>, Vec<(String, String)>);
+
+fn event_terms(
+    from: &str,
+    to: &str,
+    kind: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> std::result::Result<EventTerms, Error> {
+    let (from, to) = window(from, to)?;
+    let kind = optional_kind("kind", kind)?.map(str::to_string);
+    Ok((from, to, kind, label_pairs(labels)?))
+}
+
 fn check_label_key(field: &str, key: &str) -> std::result::Result<(), Error> {
     if key.is_empty() || key.len() > MAX_KIND_LEN {
         return Err(Error::invalid(
@@ -477,9 +491,8 @@ impl TimelineService for Service {
         request: Request<proto::ListEventsRequest>,
     ) -> Result<proto::ListEventsResponse> {
         let request = request.into_inner();
-        let (from, to) = window(&request.from, &request.to)?;
-        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
-        let labels = label_pairs(&request.labels)?;
+        let (from, to, kind, labels) =
+            event_terms(&request.from, &request.to, &request.kind, &request.labels)?;
         let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let fingerprint = page::fingerprint(&[
             "events",
@@ -539,9 +552,8 @@ impl TimelineService for Service {
         request: Request<proto::CountEventsRequest>,
     ) -> Result<proto::CountEventsResponse> {
         let request = request.into_inner();
-        let (from, to) = window(&request.from, &request.to)?;
-        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
-        let labels = label_pairs(&request.labels)?;
+        let (from, to, kind, labels) =
+            event_terms(&request.from, &request.to, &request.kind, &request.labels)?;
         let bucket = match proto::Bucket::try_from(request.bucket) {
             Ok(proto::Bucket::Day) => Bucket::Day,
             Ok(proto::Bucket::Month | proto::Bucket::Unspecified) => Bucket::Month,

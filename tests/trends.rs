@@ -185,11 +185,26 @@ async fn list_events_filters_a_dyad_and_labels_across_pages() {
         })
         .collect();
     client.append(events.clone(), None).await.unwrap();
-    let again = client.append(events, None).await.unwrap();
+    let again = client.append(events.clone(), None).await.unwrap();
     assert_eq!(
         again.already_present, [true; 7],
         "a re-sent batch stores nothing"
     );
+    // A bulk loader's append: the same entries, without the events.
+    let brief = client
+        .raw()
+        .append(proto::AppendRequest {
+            events,
+            expected_last_seq: None,
+            omit_events: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(brief.entries.iter().all(|entry| entry.event.is_none()));
+    let seqs = |entries: &[proto::LogEntry]| entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&brief.entries), seqs(&again.entries));
+    assert_eq!(brief.already_present, [true; 7]);
 
     let mut request = proto::ListEventsRequest {
         entity: "north-korea".into(),

@@ -269,24 +269,11 @@ fn run(mut args: RunArgs) -> Res<()> {
             "bench/results/latest.json"
         })
     });
-    let server_bin = match &args.server_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("annals"),
-    };
-    if !server_bin.is_file() {
-        return Err(format!(
-            "no server binary at {} (build it: cargo build --release --bin annals, or pass --server-bin)",
-            server_bin.display()
-        )
-        .into());
-    }
+    let server_bin = server_binary(args.server_bin.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let command = std::iter::once("annals-bench".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line();
     let mut result = json!({
         "benchmark": "annals-bench",
         "workload": "tl-synth-v1",
@@ -536,4 +523,29 @@ async fn run_size(n: u64, args: &RunArgs, server_bin: &Path) -> Res<Value> {
     }
     server.stop()?;
     Ok(size)
+}
+
+/// The `annals` binary to run: the one given, else the one beside this
+/// executable; it must exist.
+pub fn server_binary(given: Option<&Path>) -> Res<PathBuf> {
+    let path = match given {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()?.with_file_name("annals"),
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "no annals binary at {} (build it: cargo build --release --bin annals, or pass --server-bin)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+/// This run's command line, as the results record it.
+pub fn command_line() -> String {
+    std::iter::once("annals-bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

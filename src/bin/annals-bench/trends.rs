@@ -137,24 +137,11 @@ pub fn run(args: TrendsArgs) -> Res<()> {
             "bench/results/trends.json"
         })
     });
-    let server_bin = match &args.server_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("annals"),
-    };
-    if !server_bin.is_file() {
-        return Err(format!(
-            "no annals binary at {} (cargo build --release --bin annals, or --server-bin)",
-            server_bin.display()
-        )
-        .into());
-    }
+    let server_bin = crate::server_binary(args.server_bin.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let command = std::iter::once("annals-bench".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = crate::command_line();
     let started = Instant::now();
     let mut result = json!({
         "benchmark": "annals-bench trends",
