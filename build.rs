@@ -16,10 +16,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .btree_map(".")
         // Written by hand (src/wire.rs), so that the server can encode a
-        // page of relations straight from its index.
+        // page of relations straight from its index, and a page of events
+        // straight from the log's bytes.
         .extern_path(
             ".annals.v1.ListRelationsResponse",
             "crate::wire::ListRelationsResponse",
+        )
+        .extern_path(
+            ".annals.v1.ListEventsResponse",
+            "crate::wire::ListEventsResponse",
         )
         .compile_fds(descriptors)?;
     Ok(())

@@ -33,7 +33,7 @@ pub mod proto {
     tonic::include_proto!("annals.v1");
 
     /// Hand-written, with the generated messages' shape (see `wire`).
-    pub use crate::wire::ListRelationsResponse;
+    pub use crate::wire::{ListEventsResponse, ListRelationsResponse};
 
     /// The compiled descriptors of the API (for reflection and JSON).
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -8,6 +8,10 @@
 //! index into `encoded` (`RelationWriter`); clients decode into `relations`
 //! as with any generated message. On the wire it is the message the
 //! `.proto` declares, field for field.
+//!
+//! `ListEventsResponse`: likewise, a page of log entries is written from
+//! the bytes the log stores (`EntryWriter`), never decoded into a
+//! `proto::LogEntry` only to be encoded again.
 
 use crate::proto;
 use prost::bytes::{Buf, BufMut};
@@ -176,6 +180,124 @@ impl RelationWriter {
     }
 }
 
+/// `annals.v1.ListEventsResponse`: `repeated LogEntry entries = 1; string
+/// next_page_token = 2;`
+#[derive(Clone, Default, PartialEq)]
+pub struct ListEventsResponse {
+    pub entries: Vec<proto::LogEntry>,
+    pub next_page_token: String,
+    /// Entries already encoded as field 1 entries; sent after `entries`,
+    /// never filled by decoding.
+    encoded: Vec<u8>,
+    /// How many entries `encoded` holds.
+    encoded_count: usize,
+}
+
+impl std::fmt::Debug for ListEventsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListEventsResponse")
+            .field("entries", &self.entries)
+            .field("encoded_entries", &self.encoded_count)
+            .field("next_page_token", &self.next_page_token)
+            .finish()
+    }
+}
+
+impl ListEventsResponse {
+    /// A response of entries as messages.
+    pub fn new(entries: Vec<proto::LogEntry>, next_page_token: String) -> ListEventsResponse {
+        ListEventsResponse {
+            entries,
+            next_page_token,
+            ..ListEventsResponse::default()
+        }
+    }
+
+    /// A response of entries encoded by an `EntryWriter`.
+    pub fn encoded(entries: EntryWriter, next_page_token: String) -> ListEventsResponse {
+        ListEventsResponse {
+            entries: Vec::new(),
+            next_page_token,
+            encoded: entries.bytes,
+            encoded_count: entries.count,
+        }
+    }
+}
+
+impl prost::Message for ListEventsResponse {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        for entry in &self.entries {
+            encoding::message::encode(1, entry, buf);
+        }
+        buf.put_slice(&self.encoded);
+        if !self.next_page_token.is_empty() {
+            encoding::string::encode(2, &self.next_page_token, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::message::merge_repeated(wire_type, &mut self.entries, buf, ctx),
+            2 => encoding::string::merge(wire_type, &mut self.next_page_token, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len_repeated(1, &self.entries)
+            + self.encoded.len()
+            + if self.next_page_token.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(2, &self.next_page_token)
+            }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.next_page_token.clear();
+        self.encoded.clear();
+        self.encoded_count = 0;
+    }
+}
+
+/// Encodes log entries one after the other as field 1 of a
+/// `ListEventsResponse`, from their stored payloads.
+#[derive(Default)]
+pub struct EntryWriter {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl EntryWriter {
+    /// Adds an entry: `payload` as the log stores it (a `LogEntry` without
+    /// `superseded_by`, field 4), then field 4 when it is set. A field
+    /// after the others decodes as if written in its place.
+    pub fn push(&mut self, payload: &[u8], superseded_by: &str) {
+        let buf = &mut self.bytes;
+        let len = payload.len() + bytes_len(4, superseded_by.as_bytes());
+        encode_key(1, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        buf.extend_from_slice(payload);
+        put_bytes(4, superseded_by.as_bytes(), buf);
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// `annals.v1.AppendRequest` with its events encoded already (`repeated
 /// Event events = 1;`) and `omit_events = 3` set: a bulk loader encodes
 /// each event once, and a batch sent again without a refused event is not
@@ -281,6 +403,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(built.encode_to_vec(), bytes);
+    }
+
+    #[test]
+    fn written_entries_decode_as_the_generated_ones_would() {
+        let entry = |seq: u64, id: &str, superseded_by: &str| proto::LogEntry {
+            seq,
+            recorded_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 5_000,
+            }),
+            event: Some(proto::Event {
+                id: id.into(),
+                kind: "consult".into(),
+                labels: [("cameo_root".to_string(), "04".to_string())].into(),
+                ..Default::default()
+            }),
+            superseded_by: superseded_by.into(),
+        };
+        let entries = [entry(3, "a", ""), entry(9, "b", "fix-b")];
+        let mut writer = EntryWriter::default();
+        for stored in &entries {
+            // As the log stores it: without `superseded_by`.
+            let payload = proto::LogEntry {
+                superseded_by: String::new(),
+                ..stored.clone()
+            }
+            .encode_to_vec();
+            writer.push(&payload, &stored.superseded_by);
+        }
+        assert_eq!(writer.len(), 2);
+        let response = ListEventsResponse::encoded(writer, "next".into());
+        let bytes = response.encode_to_vec();
+        assert_eq!(bytes.len(), response.encoded_len());
+        let decoded = ListEventsResponse::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decoded.entries, entries);
+        assert_eq!(decoded.next_page_token, "next");
+        assert_eq!(
+            ListEventsResponse::new(entries.to_vec(), "next".into()).encode_to_vec(),
+            bytes
+        );
     }
 
     #[test]

@@ -453,10 +453,7 @@ async fn execute(cli: Cli) -> Outcome {
             };
             let entries = client.events(&query).await.map_err(status_text)?;
             if json {
-                return print_json(&proto::ListEventsResponse {
-                    entries,
-                    next_page_token: String::new(),
-                });
+                return print_json(&proto::ListEventsResponse::new(entries, String::new()));
             }
             print_entries(&entries);
         }

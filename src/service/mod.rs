@@ -419,11 +419,11 @@ impl TimelineService for Service {
             seqs.reverse();
         }
         let (seqs, next_page_token) = page::slice(seqs, &cursor, size, fingerprint);
-        let entries = self.db.entries(&seqs, cursor.as_of)?;
-        Ok(Response::new(proto::ListEventsResponse {
+        let entries = self.db.encoded_entries(&seqs, cursor.as_of)?;
+        Ok(Response::new(proto::ListEventsResponse::encoded(
             entries,
             next_page_token,
-        }))
+        )))
     }
 
     async fn count_events(

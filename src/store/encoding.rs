@@ -33,17 +33,8 @@ pub fn encode_entry(entry: &StoredEntry) -> Vec<u8> {
 }
 
 pub fn decode_entry(key: &[u8], value: &[u8]) -> Result<StoredEntry> {
-    let seq = <[u8; 8]>::try_from(key)
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::DataLoss(format!("log key of {} bytes, not 8", key.len())))?;
+    let (seq, payload) = checked_payload(key, value)?;
     let damaged = |why: &str| Error::DataLoss(format!("log entry {seq} is damaged: {why}"));
-    if value.len() < 4 {
-        return Err(damaged("too short"));
-    }
-    let (checksum, payload) = value.split_at(4);
-    if crc32fast::hash(payload).to_be_bytes() != checksum {
-        return Err(damaged("checksum mismatch"));
-    }
     let wire = proto::LogEntry::decode(payload).map_err(|_| damaged("undecodable"))?;
     if wire.seq != seq {
         return Err(damaged("stored under another seq"));
@@ -57,6 +48,32 @@ pub fn decode_entry(key: &[u8], value: &[u8]) -> Result<StoredEntry> {
         recorded_at,
         event: wire.event.ok_or_else(|| damaged("no event"))?,
     })
+}
+
+/// The seq of a stored entry and its payload (a `LogEntry` without
+/// `superseded_by`), undecoded: its checksum checked, and its first field
+/// (prost writes fields in tag order; `seq` is 1 and never 0) the key's seq.
+pub fn checked_payload<'a>(key: &[u8], value: &'a [u8]) -> Result<(u64, &'a [u8])> {
+    let seq = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::DataLoss(format!("log key of {} bytes, not 8", key.len())))?;
+    let damaged = |why: &str| Error::DataLoss(format!("log entry {seq} is damaged: {why}"));
+    if value.len() < 4 {
+        return Err(damaged("too short"));
+    }
+    let (checksum, payload) = value.split_at(4);
+    if crc32fast::hash(payload).to_be_bytes() != checksum {
+        return Err(damaged("checksum mismatch"));
+    }
+    let mut fields = payload;
+    let first = prost::encoding::decode_key(&mut fields)
+        .ok()
+        .filter(|&(tag, wire_type)| tag == 1 && wire_type == prost::encoding::WireType::Varint)
+        .and_then(|_| prost::encoding::decode_varint(&mut fields).ok());
+    if first != Some(seq) {
+        return Err(damaged("stored under another seq"));
+    }
+    Ok((seq, payload))
 }
 
 /// A protobuf timestamp from microseconds since the epoch.
@@ -112,6 +129,28 @@ mod tests {
         value[last] ^= 0x40;
         assert!(matches!(
             decode_entry(&seq_key(7), &value),
+            Err(Error::DataLoss(_))
+        ));
+    }
+
+    #[test]
+    fn payload_is_the_entry_undecoded_and_checked() {
+        let original = entry(7, "x");
+        let value = encode_entry(&original);
+        let (seq, payload) = checked_payload(&seq_key(7), &value).unwrap();
+        assert_eq!(seq, 7);
+        assert_eq!(
+            proto::LogEntry::decode(payload).unwrap().event.unwrap(),
+            original.event
+        );
+        assert!(matches!(
+            checked_payload(&seq_key(8), &value),
+            Err(Error::DataLoss(_))
+        ));
+        let mut damaged = value.clone();
+        damaged[5] ^= 0x01;
+        assert!(matches!(
+            checked_payload(&seq_key(7), &damaged),
             Err(Error::DataLoss(_))
         ));
     }

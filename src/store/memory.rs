@@ -1,7 +1,10 @@
 //! An in-memory store for tests: the same contract and byte encoding as the
 //! disk engine, without a disk.
 
-use super::{decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Visit, Write};
+use super::{
+    checked_payload, decode_entry, encode_entry, seq_key, LogStore, Pair, StoredEntry, Tree, Visit,
+    Write,
+};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -64,6 +67,13 @@ impl LogStore for MemoryStore {
         let log = self.log.read().expect("log lock poisoned");
         log.get(&seq)
             .map(|value| decode_entry(&seq_key(seq), value))
+            .transpose()
+    }
+
+    fn get_payload(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        let log = self.log.read().expect("log lock poisoned");
+        log.get(&seq)
+            .map(|value| Ok(checked_payload(&seq_key(seq), value)?.1.to_vec()))
             .transpose()
     }
 

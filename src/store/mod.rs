@@ -9,7 +9,7 @@ mod encoding;
 mod memory;
 mod sled_store;
 
-pub use encoding::{decode_entry, encode_entry, seq_key, timestamp};
+pub use encoding::{checked_payload, decode_entry, encode_entry, seq_key, timestamp};
 pub use memory::MemoryStore;
 pub use sled_store::{SledStore, DERIVED_BUFFER_BYTES};
 
@@ -130,6 +130,11 @@ pub trait LogStore: Send + Sync + 'static {
     /// `Error::DataLoss`.
     fn get(&self, seq: u64) -> Result<Option<StoredEntry>>;
 
+    /// One entry as stored, by seq: a `LogEntry` message without
+    /// `superseded_by`, checked as `get` checks it but not decoded, for an
+    /// answer that only passes it on.
+    fn get_payload(&self, seq: u64) -> Result<Option<Vec<u8>>>;
+
     /// One value of a derived tree.
     fn get_derived(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
@@ -195,6 +200,11 @@ pub(crate) mod contract {
         assert_eq!(store.read(2, 1).unwrap(), vec![entry(2, "b")]);
         assert_eq!(store.get(3).unwrap(), Some(entry(3, "c")));
         assert_eq!(store.get(4).unwrap(), None);
+        assert_eq!(
+            store.get_payload(3).unwrap().as_deref(),
+            Some(&encode_entry(&entry(3, "c"))[4..])
+        );
+        assert_eq!(store.get_payload(4).unwrap(), None);
         assert!(store.read(4, 10).unwrap().is_empty());
     }
 

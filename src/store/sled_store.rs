@@ -20,7 +20,9 @@
 
 use super::derived::DerivedTrees;
 use super::encoding::{decode_round, encode_round};
-use super::{decode_entry, encode_entry, seq_key, LogStore, StoredEntry, Tree, Visit, Write};
+use super::{
+    checked_payload, decode_entry, encode_entry, seq_key, LogStore, StoredEntry, Tree, Visit, Write,
+};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::fs::File;
@@ -422,6 +424,14 @@ impl LogStore for SledStore {
         let key = seq_key(seq);
         match self.inner().log.get(key)? {
             Some(value) => decode_entry(&key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_payload(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        let key = seq_key(seq);
+        match self.inner().log.get(key)? {
+            Some(value) => Ok(Some(checked_payload(&key, &value)?.1.to_vec())),
             None => Ok(None),
         }
     }

@@ -318,13 +318,13 @@ fn run_size(
         for (index, &(name, clients)) in plan.iter().enumerate() {
             let seed = SEED ^ n ^ ((round as u64) << 32) ^ ((index as u64) << 40);
             waited += cpu::wait_quiet(quiet);
-            let (stats, others_cpu) = runtime.block_on(timing::timed(
+            let (stats, others_cpu) = timing::timed(
                 server.address(),
                 &call(name, &dyad),
                 clients,
                 duration,
                 seed,
-            ))?;
+            )?;
             eprintln!(
                 "round {} {name:25} {clients:2} clients: {:>8.1} calls/s  p50 {:>9.0} µs  p99 {:>9.0} µs  (others {:.2} cores)",
                 round + 1,
