@@ -199,7 +199,7 @@ pgbench_run() {
     log "$variant N=$n round $round $name c=$clients: $1 tps, p50 $4 µs, p99 $5 µs (others $others ticks)"
 }
 
-queries="count count-goldstein count-root04-goldstein list-root04"
+queries="count count-goldstein count-root04-goldstein list-root04 floor"
 for n in "${size_list[@]}"; do
     log "== N = $n"
     checks=$tmp/checks-$n
@@ -237,7 +237,9 @@ for n in "${size_list[@]}"; do
         form=or; suffix=
         [ "$variant" = covering ] && form=union && suffix=-union
         for query in $queries; do
-            sed -e "s/@A@/$A_CODE/g" -e "s/@B@/$B_CODE/g" "$here/trends-$query$suffix.sql" \
+            script=$here/trends-$query$suffix.sql
+            [ -f "$script" ] || script=$here/trends-$query.sql
+            sed -e "s/@A@/$A_CODE/g" -e "s/@B@/$B_CODE/g" "$script" \
                 >"$tmp/scripts/$query-$n-$variant.sql"
         done
         started=$(now)

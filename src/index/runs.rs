@@ -42,8 +42,16 @@ pub struct Run {
     cells: Vec<Cell>,
     /// The facts' distinct values, with the numbers they read as.
     values: Vec<FactValue>,
+    /// Per fact, when it has few distinct values (a code, a class; not a
+    /// tone) and every item's is beside its key: the positions of the items
+    /// holding each value, ascending, so that a walk filtering on it visits
+    /// only those.
+    postings: Vec<Option<Vec<(Cell, Vec<u32>)>>>,
     built_at: u64,
 }
+
+/// A fact with more distinct values than this in a run gets no postings.
+const MAX_POSTED_VALUES: usize = 256;
 
 impl Run {
     /// Bytes the run holds.
@@ -57,6 +65,13 @@ impl Run {
                 .map(|value| value.text.len() + 40)
                 .sum::<usize>()
             + self.kinds.iter().map(|kind| kind.len() + 24).sum::<usize>()
+            + self
+                .postings
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|(_, items)| items.len() * 4 + 32)
+                .sum::<usize>()
             + 64
     }
 
@@ -67,24 +82,57 @@ impl Run {
 
     /// Calls `visit` with each event whose earliest instant is in
     /// `[from, to]`, in (earliest, seq) order, until it returns `false`.
+    /// With `only` (a fact's position and a value) it may leave out events
+    /// whose fact is another value: those a filter on it would refuse.
     pub fn visit(
         &self,
-        from: Instant,
-        to: Instant,
+        (from, to): (Instant, Instant),
+        only: Option<(usize, &str)>,
         visit: &mut dyn FnMut(Instant, u64, EventValue) -> Result<bool>,
     ) -> Result<()> {
-        let first = self.items.partition_point(|item| item.earliest < from);
-        let width = FACT_LABELS.len();
-        for (position, item) in self.items.iter().enumerate().skip(first) {
+        let posted = only.and_then(|(position, wanted)| {
+            let postings = self.postings.get(position)?.as_ref()?;
+            Some(
+                postings
+                    .iter()
+                    .find(|(cell, _)| self.values[cell.0 as usize - 1].text == wanted)
+                    .map_or(&[][..], |(_, items)| items.as_slice()),
+            )
+        });
+        let item = |position: usize| -> Result<Option<(Instant, u64, EventValue)>> {
+            let item = &self.items[position];
             if item.earliest > to {
-                break;
+                return Ok(None);
             }
+            let width = FACT_LABELS.len();
             let facts = &self.facts[item.facts.0 as usize..item.facts.1 as usize];
             let cells = &self.cells[position * width..(position + 1) * width];
             let value = EventValue::from_parts(item.latest, &self.kinds[item.kind as usize], facts)
                 .with_cells(cells, &self.values);
-            if !visit(item.earliest, item.seq, value)? {
-                break;
+            Ok(Some((item.earliest, item.seq, value)))
+        };
+        match posted {
+            Some(posted) => {
+                let first = posted.partition_point(|&at| self.items[at as usize].earliest < from);
+                for &at in &posted[first..] {
+                    let Some((earliest, seq, value)) = item(at as usize)? else {
+                        break;
+                    };
+                    if !visit(earliest, seq, value)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let first = self.items.partition_point(|item| item.earliest < from);
+                for position in first..self.items.len() {
+                    let Some((earliest, seq, value)) = item(position)? else {
+                        break;
+                    };
+                    if !visit(earliest, seq, value)? {
+                        break;
+                    }
+                }
             }
         }
         Ok(())
@@ -156,7 +204,32 @@ impl RunBuilder {
         Ok(())
     }
 
-    pub fn finish(self) -> Run {
+    pub fn finish(mut self) -> Run {
+        let width = FACT_LABELS.len();
+        self.run.postings = (0..width)
+            .map(|position| {
+                let mut postings: Vec<(Cell, Vec<u32>)> = Vec::new();
+                let mut of_cell: HashMap<u32, usize> = HashMap::new();
+                for (at, cells) in self.run.cells.chunks_exact(width).enumerate() {
+                    let cell = cells[position];
+                    if cell == Cell::IN_THE_LOG {
+                        return None;
+                    }
+                    if cell == Cell::ABSENT {
+                        continue;
+                    }
+                    match of_cell.get(&cell.0) {
+                        Some(&posting) => postings[posting].1.push(at as u32),
+                        None if postings.len() < MAX_POSTED_VALUES => {
+                            of_cell.insert(cell.0, postings.len());
+                            postings.push((cell, vec![at as u32]));
+                        }
+                        None => return None,
+                    }
+                }
+                Some(postings)
+            })
+            .collect();
         self.run
     }
 }
@@ -305,6 +378,7 @@ impl EventRuns {
 mod tests {
     use super::*;
     use crate::index::keys;
+    use crate::index::records::fact_position;
 
     fn run(built_at: u64, events: &[(Instant, u64)]) -> Arc<Run> {
         let mut builder = RunBuilder::new(built_at);
@@ -353,12 +427,68 @@ mod tests {
     }
 
     #[test]
+    fn a_narrowed_visit_leaves_out_only_events_of_another_value() {
+        // 600 events: cameo_root cycles through 3 codes (one event in 7
+        // has none); avg_tone is distinct per event, too many values to
+        // post.
+        let encoded: Vec<(Instant, u64, Vec<u8>)> = (0..600u64)
+            .map(|n| {
+                let mut labels = std::collections::BTreeMap::new();
+                if n % 7 != 0 {
+                    labels.insert("cameo_root".to_string(), format!("0{}", n % 3));
+                }
+                labels.insert("avg_tone".to_string(), format!("{n}.5"));
+                (
+                    (n / 4) as Instant,
+                    n + 1,
+                    EventValue::encode(0, "x", Some(&labels)),
+                )
+            })
+            .collect();
+        let mut builder = RunBuilder::new(600);
+        for (earliest, seq, bytes) in &encoded {
+            builder
+                .push(*earliest, *seq, &EventValue::decode(bytes).unwrap())
+                .unwrap();
+        }
+        let run = builder.finish();
+        let visit = |only: Option<(usize, &str)>| {
+            let mut seen = Vec::new();
+            run.visit((20, 100), only, &mut |_, seq, value| {
+                let root = match value.fact("cameo_root")? {
+                    Fact::Value(root) => Some(root.to_string()),
+                    _ => None,
+                };
+                seen.push((seq, root));
+                Ok(seen.len() < 1000)
+            })
+            .unwrap();
+            seen
+        };
+        let every = visit(None);
+        assert_eq!(every.len(), 81 * 4);
+        let root = fact_position("cameo_root").unwrap();
+        let narrowed = visit(Some((root, "01")));
+        let expected: Vec<_> = every
+            .iter()
+            .filter(|(_, root)| root.as_deref() == Some("01"))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(narrowed, expected);
+        assert!(visit(Some((root, "19"))).is_empty(), "a value no event has");
+        // No postings for a fact of many values: every event is visited.
+        let tone = fact_position("avg_tone").unwrap();
+        assert_eq!(visit(Some((tone, "30.5"))), every);
+    }
+
+    #[test]
     fn a_run_visits_its_window_in_order_and_the_budget_holds() {
         let events: Vec<(Instant, u64)> = (0..100).map(|n| (n / 3, n as u64 + 1)).collect();
         let whole = run(100, &events);
         let mut seen = Vec::new();
         whole
-            .visit(10, 12, &mut |earliest, seq, value| {
+            .visit((10, 12), None, &mut |earliest, seq, value| {
                 assert_eq!(value.kind, "consult");
                 seen.push((earliest, seq));
                 Ok(true)

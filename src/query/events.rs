@@ -190,6 +190,11 @@ impl Snapshot<'_> {
             }
             (true, None) => filter.from.saturating_sub(self.index.max_span),
         };
+        // A label on a fact lets a run visit only the events holding it.
+        let only = filter
+            .labels
+            .iter()
+            .find_map(|(key, value)| Some((fact_position(key)?, value.as_str())));
         let positions = FactPositions {
             labels: filter
                 .labels
@@ -231,7 +236,7 @@ impl Snapshot<'_> {
                     Tree::Dyads,
                     &keys::crowded_prefix(entity),
                     (first, filter.to),
-                    build,
+                    (build, only),
                     &mut |earliest, seq, value| {
                         let key = keys::mention(counterpart, earliest, seq);
                         if self.store.get_derived(Tree::Mentions, &key)?.is_some() {
@@ -246,7 +251,7 @@ impl Snapshot<'_> {
                     Tree::Dyads,
                     &keys::pair_prefix(entity, counterpart),
                     (first, filter.to),
-                    build,
+                    (build, only),
                     &mut |earliest, seq, value| {
                         while let Some(before) = crowded
                             .next_if(|before| (before.earliest, before.seq) < (earliest, seq))
@@ -272,7 +277,7 @@ impl Snapshot<'_> {
                 Tree::Mentions,
                 &keys::entity(entity),
                 (first, filter.to),
-                build,
+                (build, only),
                 &mut |earliest, seq, value| consider(earliest, seq, value),
             ),
             (None, _) => self.scan_tree(
@@ -289,13 +294,14 @@ impl Snapshot<'_> {
     /// earliest instant is in `window`, by (earliest, seq): from the
     /// prefix's run when one is kept, else from the store — building a run
     /// of the whole prefix first when `build` asks (a count reads long
-    /// windows, again and again).
+    /// windows, again and again). With `only` (a fact's position and a
+    /// value), a run may leave out the events whose fact is another value.
     fn walk_prefix(
         &self,
         tree: Tree,
         prefix: &[u8],
         (first, last): (Instant, Instant),
-        build: bool,
+        (build, only): (bool, Option<(usize, &str)>),
         visit: &mut dyn FnMut(Instant, u64, EventValue) -> Result<bool>,
     ) -> Result<()> {
         if let Some((runs, durable)) = self.runs {
@@ -323,7 +329,7 @@ impl Snapshot<'_> {
                 None => None,
             };
             if let Some(run) = run {
-                return run.visit(first, last, visit);
+                return run.visit((first, last), only, visit);
             }
         }
         let key = |instant: Instant, seq: u64| {

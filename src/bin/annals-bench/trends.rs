@@ -66,7 +66,7 @@ const VALUE: &str = "goldstein";
 const SEED: u64 = 0x7E4D_5EED;
 
 /// The timed queries: name, what it is, and whether it runs at C clients.
-const QUERIES: [(&str, &str, bool); 5] = [
+const QUERIES: [(&str, &str, bool); 6] = [
     ("count", "CountEvents dyad by month, 2015-2024", true),
     (
         "count_goldstein",
@@ -86,6 +86,11 @@ const QUERIES: [(&str, &str, bool); 5] = [
     (
         "list_root04",
         "ListEvents dyad, one month (random), cameo_root=04, first 100",
+        true,
+    ),
+    (
+        "floor",
+        "grpc.health.v1.Health/Check: a call that reads nothing (PostgreSQL: SELECT 1)",
         true,
     ),
 ];
@@ -112,6 +117,7 @@ fn call(name: &str, dyad: &[String; 2]) -> Call {
         "count_goldstein" => count(a, b, VALUE, false),
         "count_root04_goldstein" => count(a, b, VALUE, true),
         "count_goldstein_reversed" => count(b, a, VALUE, false),
+        "floor" => Call::Floor,
         _ => Call::ListMonth(proto::ListEventsRequest {
             entity: a.clone(),
             counterpart: b.clone(),

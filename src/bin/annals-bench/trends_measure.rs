@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::Status;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// Events per Append when the log is appended again.
 pub const BATCH: u32 = 1000;
@@ -270,12 +272,14 @@ struct EventsPage {
     next_page_token: String,
 }
 
-/// One timed call: a CountEvents request, or a ListEvents request whose
-/// month is drawn per call from 2015-01 … 2024-12.
+/// One timed call: a CountEvents request, a ListEvents request whose
+/// month is drawn per call from 2015-01 … 2024-12, or a health check (what
+/// a call costs when the server does nothing).
 #[derive(Clone, Debug)]
 pub enum Call {
     Count(proto::CountEventsRequest),
     ListMonth(proto::ListEventsRequest),
+    Floor,
 }
 
 /// `2015-01` + `index` months.
@@ -310,6 +314,22 @@ impl Caller {
                     .unary(tonic::Request::new(request.clone()), path, codec)
                     .await?;
                 Ok(reply.into_inner().buckets.len())
+            }
+            Call::Floor => {
+                let codec = tonic_prost::ProstCodec::<_, HealthCheckResponse>::default();
+                let path = PathAndQuery::from_static("/grpc.health.v1.Health/Check");
+                let reply = self
+                    .grpc
+                    .unary(
+                        tonic::Request::new(HealthCheckRequest::default()),
+                        path,
+                        codec,
+                    )
+                    .await?;
+                if reply.into_inner().status() != ServingStatus::Serving {
+                    return Err(Status::unavailable("the server is not serving"));
+                }
+                Ok(1)
             }
             Call::ListMonth(request) => {
                 let window = month(rng.below(120));

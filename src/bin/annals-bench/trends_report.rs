@@ -80,8 +80,9 @@ PG plain: indexes on (actor1countrycode, actor2countrycode, day) and (actor2coun
 actor1countrycode, day), the dyad as one OR. PG covering: the same with INCLUDE \
 (goldsteinscale, eventrootcode), each order of the dyad queried on its own and UNION ALL'd \
 (index-only scans for the counts). `count_goldstein_reversed` asks annals for the dyad with \
-entity and counterpart swapped; its PostgreSQL figures are count_goldstein's. Last column: \
-annals calls/s ÷ the better PostgreSQL variant's.";
+entity and counterpart swapped; its PostgreSQL figures are count_goldstein's. `floor` is a \
+call that reads nothing, what every other one pays first: a gRPC health check against \
+PostgreSQL's `SELECT 1`. Last column: annals calls/s ÷ the better PostgreSQL variant's.";
 
 /// The annals run's phases, in the order they run.
 const ANNALS_PHASES: [&str; 7] = [
