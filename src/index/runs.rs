@@ -46,9 +46,13 @@ pub struct Run {
     /// tone) and every item's is beside its key: the positions of the items
     /// holding each value, ascending, so that a walk filtering on it visits
     /// only those.
-    postings: Vec<Option<Vec<(Cell, Vec<u32>)>>>,
+    postings: Vec<Option<Postings>>,
     built_at: u64,
 }
+
+/// A fact's values in a run, each with the positions of the items holding
+/// it.
+type Postings = Vec<(Cell, Vec<u32>)>;
 
 /// A fact with more distinct values than this in a run gets no postings.
 const MAX_POSTED_VALUES: usize = 256;
@@ -208,7 +212,7 @@ impl RunBuilder {
         let width = FACT_LABELS.len();
         self.run.postings = (0..width)
             .map(|position| {
-                let mut postings: Vec<(Cell, Vec<u32>)> = Vec::new();
+                let mut postings: Postings = Vec::new();
                 let mut of_cell: HashMap<u32, usize> = HashMap::new();
                 for (at, cells) in self.run.cells.chunks_exact(width).enumerate() {
                     let cell = cells[position];
