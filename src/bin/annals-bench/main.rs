@@ -13,6 +13,7 @@ mod chart;
 mod check;
 mod counting;
 mod cpu;
+mod drive;
 mod gdelt;
 mod gdelt_places;
 mod gdelt_tables;

@@ -1,10 +1,12 @@
 //! Timed phases: loading, queries at C concurrent clients, durable appends.
 //!
-//! Every client is a task with its own connection (its own HTTP/2 channel),
-//! issuing calls back to back with fresh random parameters until the
-//! deadline, recording each call's latency.
+//! Every client has its own connection (its own HTTP/2 channel) and issues
+//! calls back to back with fresh random parameters until the deadline,
+//! recording each call's latency; `drive.rs` runs them as pgbench's `-j`
+//! does.
 
 use crate::counting::Counter;
+use crate::drive::{drive, Client};
 use crate::oracle::Oracle;
 use crate::questions::{self, Grpc, Params, Question};
 use crate::workload::{declaration_event, Generator, SplitMix64};
@@ -208,15 +210,27 @@ pub async fn first_answer(address: &str) -> Res<()> {
     }
 }
 
-async fn connect_all(address: &str, clients: usize) -> Res<Vec<Grpc>> {
-    let mut connections = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connections.push(questions::connect(address).await?);
-    }
-    Ok(connections)
+/// A client asking one question with fresh parameters each call.
+struct Asker {
+    client: Counter,
+    question: Question,
+    n: u64,
+    rng: SplitMix64,
 }
 
-/// `clients` tasks asking `question` with fresh parameters for `duration`.
+impl Client for Asker {
+    async fn call(&mut self) -> Result<u64, String> {
+        let params = Params::draw(self.question, self.n, &mut self.rng);
+        self.client
+            .ask(self.question, &params)
+            .await
+            .map_err(|status| format!("{} {params:?}: {status}", self.question.name()))?;
+        Ok(1)
+    }
+}
+
+/// `clients` clients asking `question` with fresh parameters for
+/// `duration` (`drive.rs`).
 pub async fn queries(
     address: &str,
     question: Question,
@@ -225,40 +239,62 @@ pub async fn queries(
     n: u64,
     seed: u64,
 ) -> Res<Stats> {
-    let mut connections = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connections.push(Counter::new(questions::channel(address).await?));
-    }
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for (index, mut client) in connections.into_iter().enumerate() {
-        let mut rng =
-            SplitMix64::new(seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 14);
-            while Instant::now() < deadline {
-                let params = Params::draw(question, n, &mut rng);
-                let call = Instant::now();
-                client
-                    .ask(question, &params)
-                    .await
-                    .map_err(|status| format!("{} {params:?}: {status}", question.name()))?;
-                latencies.push(call.elapsed().as_nanos() as u64);
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let calls = latencies.len() as u64;
-    Ok(Stats::from_latencies(latencies, seconds, calls))
+    let address = address.to_string();
+    let connect = move |index: usize| {
+        let address = address.clone();
+        async move {
+            Ok(Asker {
+                client: Counter::new(questions::channel(&address).await?),
+                question,
+                n,
+                rng: SplitMix64::new(seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            })
+        }
+    };
+    let driven =
+        tokio::task::spawn_blocking(move || drive(clients, duration, connect, || {})).await??;
+    Ok(Stats::from_latencies(
+        driven.latencies,
+        driven.seconds,
+        driven.items,
+    ))
 }
 
-/// `clients` tasks appending one new event per call for `duration`; the
+/// A client appending one new event per call.
+struct Appender {
+    client: Grpc,
+    generator: Arc<Mutex<Generator>>,
+}
+
+impl Client for Appender {
+    async fn call(&mut self) -> Result<u64, String> {
+        let event = self
+            .generator
+            .lock()
+            .expect("not poisoned")
+            .next_event()
+            .to_proto();
+        let response = self
+            .client
+            .append(proto::AppendRequest {
+                events: vec![event],
+                expected_last_seq: None,
+                omit_events: false,
+            })
+            .await
+            .map_err(|status| format!("single append: {status}"))?
+            .into_inner();
+        if response.entries.len() != 1 {
+            return Err(format!(
+                "an append of one event returned {} entries",
+                response.entries.len()
+            ));
+        }
+        Ok(1)
+    }
+}
+
+/// `clients` clients appending one new event per call for `duration`; the
 /// events continue the workload stream past N (new ids, declared entities).
 pub async fn single_appends(
     address: &str,
@@ -266,48 +302,23 @@ pub async fn single_appends(
     duration: Duration,
     generator: Arc<Mutex<Generator>>,
 ) -> Res<Stats> {
-    let connections = connect_all(address, clients).await?;
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for mut client in connections {
-        let generator = generator.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(1 << 12);
-            while Instant::now() < deadline {
-                let event = generator
-                    .lock()
-                    .expect("not poisoned")
-                    .next_event()
-                    .to_proto();
-                let call = Instant::now();
-                let response = client
-                    .append(proto::AppendRequest {
-                        events: vec![event],
-                        expected_last_seq: None,
-                        omit_events: false,
-                    })
-                    .await
-                    .map_err(|status| format!("single append: {status}"))?
-                    .into_inner();
-                latencies.push(call.elapsed().as_nanos() as u64);
-                if response.entries.len() != 1 {
-                    return Err(format!(
-                        "an append of one event returned {} entries",
-                        response.entries.len()
-                    ));
-                }
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let calls = latencies.len() as u64;
-    Ok(Stats::from_latencies(latencies, seconds, calls))
+    let address = address.to_string();
+    let connect = move |_| {
+        let (address, generator) = (address.clone(), generator.clone());
+        async move {
+            Ok(Appender {
+                client: questions::connect(&address).await?,
+                generator,
+            })
+        }
+    };
+    let driven =
+        tokio::task::spawn_blocking(move || drive(clients, duration, connect, || {})).await??;
+    Ok(Stats::from_latencies(
+        driven.latencies,
+        driven.seconds,
+        driven.items,
+    ))
 }
 
 /// Batches of `batch` new events, one at a time, for `duration` (at least

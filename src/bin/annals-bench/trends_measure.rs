@@ -3,13 +3,14 @@
 //! 1,000 events into a second server, and CountEvents / ListEvents calls
 //! at C concurrent clients.
 //!
-//! As in `measure.rs`, every client is a task with its own HTTP/2
-//! connection, calling back to back until the deadline. A ListEvents reply
+//! As in `measure.rs`, every client has its own HTTP/2 connection and
+//! calls back to back until the deadline (`drive.rs`). A ListEvents reply
 //! is taken as its entries' wire bytes (prost skips nothing it must
 //! allocate for), as pgbench takes rows without converting them: decoding
 //! 100 events of 60 labels each would spend the two cores the server needs.
 
 use crate::cpu;
+use crate::drive::{drive, Client};
 use crate::measure::Stats;
 use crate::questions;
 use crate::workload::SplitMix64;
@@ -350,14 +351,27 @@ impl Caller {
     }
 }
 
-/// `clients` connections making `call` back to back for `duration`; items
-/// per second counts the buckets or events answered. Also returns the CPU
-/// time other processes took meanwhile.
-///
-/// As pgbench's `-j`, the clients are shared among at most one thread per
-/// core, each running its own single-threaded runtime: a call and its
-/// reply stay on one thread, with no hand-over between workers to pay for
-/// on either side of the comparison.
+/// A client making one timed call again and again.
+struct Timed {
+    caller: Caller,
+    call: Call,
+    rng: SplitMix64,
+}
+
+impl Client for Timed {
+    async fn call(&mut self) -> Result<u64, String> {
+        let items = self
+            .caller
+            .call(&self.call, &mut self.rng)
+            .await
+            .map_err(|status| format!("{:?}: {status}", self.call))?;
+        Ok(items as u64)
+    }
+}
+
+/// `clients` clients making `call` back to back for `duration`
+/// (`drive.rs`); items per second counts the buckets or events answered.
+/// Also returns the CPU time other processes took meanwhile.
 pub fn timed(
     address: &str,
     call: &Call,
@@ -365,96 +379,25 @@ pub fn timed(
     duration: Duration,
     seed: u64,
 ) -> Res<(Stats, f64)> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = clients.clamp(1, cores);
-    // Every connection is made before the clock starts.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
-    let mut threads = Vec::with_capacity(jobs);
-    for job in 0..jobs {
-        let share: Vec<usize> = (0..clients).filter(|index| index % jobs == job).collect();
-        let (address, call, ready, mut start) = (
-            address.to_string(),
-            call.clone(),
-            ready_tx.clone(),
-            start_rx.clone(),
-        );
-        threads.push(std::thread::spawn(
-            move || -> Result<(Vec<u64>, u64), String> {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|error| error.to_string())?;
-                runtime.block_on(async move {
-                    let mut callers = Vec::with_capacity(share.len());
-                    for index in &share {
-                        match Caller::new(&address).await {
-                            Ok(caller) => callers.push((*index, caller)),
-                            Err(error) => {
-                                let _ = ready.send(Err(error.to_string()));
-                                return Err(error.to_string());
-                            }
-                        }
-                    }
-                    let _ = ready.send(Ok(()));
-                    let started = loop {
-                        if let Some(started) = *start.borrow_and_update() {
-                            break started;
-                        }
-                        start.changed().await.map_err(|_| "never started")?;
-                    };
-                    let deadline = started + duration;
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for (index, mut caller) in callers {
-                        let call = call.clone();
-                        let mut rng = SplitMix64::new(
-                            seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                        );
-                        tasks.spawn(async move {
-                            let mut latencies = Vec::with_capacity(1 << 12);
-                            let mut items = 0u64;
-                            while Instant::now() < deadline {
-                                let timing = Instant::now();
-                                items += caller
-                                    .call(&call, &mut rng)
-                                    .await
-                                    .map_err(|status| format!("{call:?}: {status}"))?
-                                    as u64;
-                                latencies.push(timing.elapsed().as_nanos() as u64);
-                            }
-                            Ok::<_, String>((latencies, items))
-                        });
-                    }
-                    let (mut latencies, mut items) = (Vec::new(), 0);
-                    while let Some(done) = tasks.join_next().await {
-                        let (more, counted) = done.map_err(|error| error.to_string())??;
-                        latencies.extend(more);
-                        items += counted;
-                    }
-                    Ok((latencies, items))
-                })
-            },
-        ));
-    }
-    drop(ready_tx);
-    for _ in 0..jobs {
-        ready_rx
-            .recv()
-            .map_err(|_| "a client thread ended early")??;
-    }
-    let clock = cpu::Clock::start();
-    let started = Instant::now();
-    let _ = start_tx.send(Some(started));
-    let (mut latencies, mut items) = (Vec::new(), 0);
-    for thread in threads {
-        let (more, counted) = thread.join().map_err(|_| "a client thread panicked")??;
-        latencies.extend(more);
-        items += counted;
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let (address, call) = (address.to_string(), call.clone());
+    let connect = move |index: usize| {
+        let (address, call) = (address.clone(), call.clone());
+        async move {
+            Ok(Timed {
+                caller: Caller::new(&address).await?,
+                call,
+                rng: SplitMix64::new(seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            })
+        }
+    };
+    let mut clock = None;
+    let driven = drive(clients, duration, connect, || {
+        clock = Some(cpu::Clock::start())
+    })?;
+    let others = clock.map_or(0.0, |clock| clock.others());
     Ok((
-        Stats::from_latencies(latencies, seconds, items),
-        clock.others(),
+        Stats::from_latencies(driven.latencies, driven.seconds, driven.items),
+        others,
     ))
 }
 
