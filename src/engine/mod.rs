@@ -232,28 +232,35 @@ impl Database {
     /// The wire form of stored entries, with `superseded_by` as known at
     /// `as_of`.
     fn wire_entries(&self, stored: Vec<StoredEntry>, as_of: u64) -> Result<Vec<proto::LogEntry>> {
+        let seqs: Vec<u64> = stored.iter().map(|entry| entry.seq).collect();
+        let superseded = self.superseded_ids(&seqs, as_of)?;
+        Ok(stored
+            .into_iter()
+            .zip(superseded)
+            .map(|(entry, superseded_by)| wire_entry(entry, &superseded_by))
+            .collect())
+    }
+
+    /// Per seq, the id of the correction that withdrew it as known at
+    /// `as_of` (empty when none did).
+    fn superseded_ids(&self, seqs: &[u64], as_of: u64) -> Result<Vec<String>> {
         let corrections: Vec<Option<u64>> = {
             let index = self.index();
             let snapshot = self.snapshot(&index, as_of, self.last_seq());
-            stored
-                .iter()
-                .map(|entry| snapshot.superseded_by(entry.seq))
+            seqs.iter()
+                .map(|seq| snapshot.superseded_by(*seq))
                 .collect()
         };
-        stored
+        corrections
             .into_iter()
-            .zip(corrections)
-            .map(|(entry, correction)| {
-                let superseded_by = match correction {
-                    Some(seq) => self
-                        .shared
-                        .store
-                        .get(seq)?
-                        .map(|correction| correction.event.id)
-                        .unwrap_or_default(),
-                    None => String::new(),
-                };
-                Ok(wire_entry(entry, &superseded_by))
+            .map(|correction| match correction {
+                Some(seq) => Ok(self
+                    .shared
+                    .store
+                    .get(seq)?
+                    .map(|correction| correction.event.id)
+                    .unwrap_or_default()),
+                None => Ok(String::new()),
             })
             .collect()
     }
@@ -280,26 +287,14 @@ impl Database {
     /// `superseded_by` as known at `as_of`: their stored bytes, none
     /// decoded but a withdrawing correction's (for its id).
     pub fn encoded_entries(&self, seqs: &[u64], as_of: u64) -> Result<EntryWriter> {
-        let corrections: Vec<Option<u64>> = {
-            let index = self.index();
-            let snapshot = self.snapshot(&index, as_of, self.last_seq());
-            seqs.iter()
-                .map(|seq| snapshot.superseded_by(*seq))
-                .collect()
-        };
-        let store = &self.shared.store;
+        let superseded = self.superseded_ids(seqs, as_of)?;
         let mut writer = EntryWriter::default();
-        for (seq, correction) in seqs.iter().zip(corrections) {
-            let payload = store
+        for (seq, superseded_by) in seqs.iter().zip(superseded) {
+            let payload = self
+                .shared
+                .store
                 .get_payload(*seq)?
                 .ok_or_else(|| Error::DataLoss(format!("log entry {seq} is missing")))?;
-            let superseded_by = match correction {
-                Some(correction) => store
-                    .get(correction)?
-                    .map(|correction| correction.event.id)
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
             writer.push(&payload, &superseded_by);
         }
         Ok(writer)

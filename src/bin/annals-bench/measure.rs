@@ -251,6 +251,20 @@ pub async fn queries(
             })
         }
     };
+    drive_to_stats(clients, duration, connect).await
+}
+
+/// `drive.rs` off the async workers, its calls as `Stats`.
+async fn drive_to_stats<C, Connect, Connecting>(
+    clients: usize,
+    duration: Duration,
+    connect: Connect,
+) -> Res<Stats>
+where
+    C: Client,
+    Connect: Fn(usize) -> Connecting + Send + Sync + 'static,
+    Connecting: std::future::Future<Output = Res<C>>,
+{
     let driven =
         tokio::task::spawn_blocking(move || drive(clients, duration, connect, || {})).await??;
     Ok(Stats::from_latencies(
@@ -312,13 +326,7 @@ pub async fn single_appends(
             })
         }
     };
-    let driven =
-        tokio::task::spawn_blocking(move || drive(clients, duration, connect, || {})).await??;
-    Ok(Stats::from_latencies(
-        driven.latencies,
-        driven.seconds,
-        driven.items,
-    ))
+    drive_to_stats(clients, duration, connect).await
 }
 
 /// Batches of `batch` new events, one at a time, for `duration` (at least
