@@ -11,6 +11,7 @@ pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod import;

@@ -3,6 +3,7 @@
 
 use crate::admission::Admission;
 use crate::auth::{self, RequireRole, Tokens};
+use crate::cluster::{self, LogConfig, Stream};
 use crate::engine::{Database, Limits};
 use crate::error::Result;
 use crate::proto::timeline_service_server::TimelineServiceServer;
@@ -49,6 +50,9 @@ pub struct Config {
     pub tls: Option<TlsIdentity>,
     /// Load shedding, deadlines and caps.
     pub limits: ServerLimits,
+    /// Cluster mode: the log on a JetStream stream, `data_dir` this node's
+    /// view of it (`--log`). `None`: the log is `data_dir` alone.
+    pub log: Option<LogConfig>,
 }
 
 /// What the server takes on at once, and for how long.
@@ -110,6 +114,7 @@ impl Default for Config {
             insecure: false,
             tls: None,
             limits: ServerLimits::default(),
+            log: None,
         }
     }
 }
@@ -129,19 +134,31 @@ impl Server {
         config.check_exposure()?;
         // Unusable TLS files stop the start before the store is opened.
         http_server(config)?;
+        let stream = match &config.log {
+            Some(log) => Some(Stream::connect(log).await?),
+            None => None,
+        };
         let store = SledStore::open_with(
             &config.data_dir,
             config.cache_bytes,
             config.index_buffer_bytes,
         )?;
-        Server::start_on_store(Arc::new(store), config).await
+        Server::start_with(Arc::new(store), config, stream).await
     }
 
     /// Serves over any log store as `config` says (its store fields unused).
     pub async fn start_on_store(store: Arc<dyn LogStore>, config: &Config) -> Result<Server> {
+        Server::start_with(store, config, None).await
+    }
+
+    /// Serves `store` alone, or (cluster mode) as a view of `stream`.
+    async fn start_with(
+        store: Arc<dyn LogStore>,
+        config: &Config,
+        stream: Option<Stream>,
+    ) -> Result<Server> {
         config.check_exposure()?;
         let mut http = http_server(config)?;
-        let seed = config.seed;
         let limits = Limits {
             timeline_cache_bytes: config.timeline_cache_bytes,
             event_cache_bytes: config.event_cache_bytes,
@@ -149,9 +166,29 @@ impl Server {
         };
         // Opening reads the derived trees (and catches them up if the log
         // is ahead): blocking work, kept off the async workers.
-        let db = tokio::task::spawn_blocking(move || Database::open(store, limits))
-            .await
-            .map_err(|error| crate::Error::Storage(format!("opening: {error}")))??;
+        let sequencer = stream.clone();
+        let db = tokio::task::spawn_blocking(move || match sequencer {
+            Some(stream) => Database::open_replicated(store, limits, Arc::new(stream)),
+            None => Database::open(store, limits),
+        })
+        .await
+        .map_err(|error| crate::Error::Storage(format!("opening: {error}")))??;
+        let (stop, stopping) = watch::channel(false);
+        let mut readiness = None;
+        // A cluster seeds only an empty stream: nodes joining a stream that
+        // holds a log never add the data set to it.
+        let mut seed = config.seed;
+        if let Some(stream) = &stream {
+            let (caught_up, caught_up_now) = watch::channel(false);
+            tokio::spawn(cluster::follow(
+                db.clone(),
+                stream.clone(),
+                caught_up,
+                stopping.clone(),
+            ));
+            readiness = Some((stream.clone(), caught_up_now));
+            seed = seed && stream.last_position().await? == 0;
+        }
         if seed {
             let appended = seed::seed(&db).await?;
             if appended > 0 {
@@ -160,8 +197,7 @@ impl Server {
         }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let (stop, stopping) = watch::channel(false);
-        let routes = routes(db.clone(), stopping.clone(), config).await;
+        let routes = routes(db.clone(), stopping.clone(), config, readiness).await;
         let mut until_stopped = stopping;
         // Small gRPC frames must not wait for Nagle's algorithm (it costs a
         // delayed-ACK timeout, ~40 ms, per call); tonic sets TCP_NODELAY only
@@ -258,24 +294,40 @@ async fn routes(
     db: Database,
     stopping: watch::Receiver<bool>,
     config: &Config,
+    readiness: Option<(Stream, watch::Receiver<bool>)>,
 ) -> tonic::service::Routes {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<TimelineServiceServer<Service>>().await;
-    let mut draining = stopping.clone();
-    tokio::spawn(async move {
-        if draining.wait_for(|stopping| *stopping).await.is_ok() {
-            health
-                .set_not_serving::<TimelineServiceServer<Service>>()
-                .await;
+    match readiness {
+        None => {
+            health.set_serving::<TimelineServiceServer<Service>>().await;
+            let mut draining = stopping.clone();
+            tokio::spawn(async move {
+                if draining.wait_for(|stopping| *stopping).await.is_ok() {
+                    health
+                        .set_not_serving::<TimelineServiceServer<Service>>()
+                        .await;
+                }
+            });
         }
-    });
+        Some((stream, caught_up)) => {
+            tokio::spawn(report_cluster_health(
+                health,
+                db.clone(),
+                stream,
+                caught_up,
+                stopping.clone(),
+            ));
+        }
+    }
     let reflection_v1 = reflection()
         .build_v1()
         .expect("the compiled descriptors are valid");
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
-    let service = Service::new(db, stopping).with_max_subscribers(config.limits.max_subscribers);
+    let service = Service::new(db, stopping)
+        .with_max_subscribers(config.limits.max_subscribers)
+        .with_view_wait(config.limits.deadline);
     let timeline = TimelineServiceServer::new(service)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -312,6 +364,42 @@ async fn routes(
                     .add_service(reflection_v1alpha)
                     .add_service(timeline)
             }
+        }
+    }
+}
+
+/// Cluster mode: SERVING while the view has caught up with the stream, the
+/// stream's servers are reachable and the view applies what arrives;
+/// NOT_SERVING otherwise, and once the server drains. Checked every 250 ms.
+async fn report_cluster_health(
+    health: tonic_health::server::HealthReporter,
+    db: Database,
+    stream: Stream,
+    caught_up: watch::Receiver<bool>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut serving = None;
+    loop {
+        let now = !*stopping.borrow()
+            && *caught_up.borrow()
+            && stream.client().connection_state() == async_nats::connection::State::Connected
+            && !db.has_failed();
+        if serving != Some(now) {
+            if now {
+                health.set_serving::<TimelineServiceServer<Service>>().await;
+            } else {
+                health
+                    .set_not_serving::<TimelineServiceServer<Service>>()
+                    .await;
+            }
+            serving = Some(now);
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stopping.changed() => {}
         }
     }
 }

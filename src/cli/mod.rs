@@ -7,6 +7,7 @@ use crate::json::to_json;
 use crate::proto;
 use crate::server::Config;
 use clap::{Parser, Subcommand};
+use cluster::LogArgs;
 use local::{read_input, serve, verify};
 use print::*;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use trust::TrustArgs;
 
+mod cluster;
 mod import;
 mod local;
 mod print;
@@ -71,6 +73,8 @@ enum Command {
         /// out as a sorted run, in KiB.
         #[arg(long, env = "ANNALS_INDEX_BUFFER_KIB", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
         index_buffer_kib: u64,
+        #[command(flatten)]
+        log: LogArgs,
         #[command(flatten)]
         trust: TrustArgs,
     },
@@ -250,6 +254,7 @@ async fn execute(cli: Cli) -> Outcome {
         timeline_cache_mb,
         event_cache_mb,
         index_buffer_kib,
+        log,
         trust,
     } = cli.command
     {
@@ -261,6 +266,7 @@ async fn execute(cli: Cli) -> Outcome {
             timeline_cache_bytes: timeline_cache_mb * 1024 * 1024,
             event_cache_bytes: event_cache_mb * 1024 * 1024,
             index_buffer_bytes: index_buffer_kib as usize * 1024,
+            log: log.config().map_err(|error| error.to_string())?,
             ..Config::default()
         };
         let config = trust.apply(config).map_err(|error| error.to_string())?;

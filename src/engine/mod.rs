@@ -15,12 +15,16 @@ use crate::proto;
 use crate::query::Snapshot;
 use crate::store::{timestamp, LogStore, StoredEntry};
 use crate::wire::EntryWriter;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use tokio::sync::{mpsc, oneshot, watch};
 use writer::run_writer;
 
+mod replicated;
+mod sequencer;
 mod writer;
+
+pub use sequencer::{LogMessage, Refused, Sequencer};
 
 /// Limits on what one append may carry, and the memory the index may use.
 #[derive(Clone, Debug)]
@@ -54,6 +58,13 @@ pub struct Appended {
     pub already_present: Vec<bool>,
 }
 
+/// What the writer thread is given to do.
+enum Job {
+    Append(AppendJob),
+    /// A message of the replicated log (cluster mode), to apply to the view.
+    Apply(LogMessage),
+}
+
 struct AppendJob {
     events: Vec<proto::Event>,
     expected_last_seq: Option<u64>,
@@ -75,12 +86,16 @@ struct Shared {
     runs: EventRuns,
     /// The last seq known to be durable; readers never look past it.
     durable: watch::Sender<u64>,
-    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set when a write failed: the log on disk may be behind the index,
     /// so no further append is taken until a restart rebuilds the index.
     failed: AtomicBool,
     limits: Limits,
+    /// In cluster mode, the replicated log that orders appends.
+    sequencer: Option<Arc<dyn Sequencer>>,
+    /// In cluster mode, the position of the last message the view holds.
+    position: AtomicU64,
 }
 
 impl Database {
@@ -88,7 +103,30 @@ impl Database {
     /// are, after indexing any log entries they lag behind (a crash between
     /// the log write and the index write); the log is not replayed.
     pub fn open(store: Arc<dyn LogStore>, limits: Limits) -> Result<Database> {
+        Database::open_with(store, limits, None)
+    }
+
+    /// Opens a database whose log is replicated (cluster mode): `store` is
+    /// this node's view, a copy of a prefix of `sequencer`'s log, and every
+    /// append goes through the log before the view (`replicated`).
+    pub fn open_replicated(
+        store: Arc<dyn LogStore>,
+        limits: Limits,
+        sequencer: Arc<dyn Sequencer>,
+    ) -> Result<Database> {
+        Database::open_with(store, limits, Some(sequencer))
+    }
+
+    fn open_with(
+        store: Arc<dyn LogStore>,
+        limits: Limits,
+        sequencer: Option<Arc<dyn Sequencer>>,
+    ) -> Result<Database> {
         let index = Index::open(store.as_ref())?;
+        let position = match &sequencer {
+            Some(sequencer) => sequencer.locate(index.last_seq())?,
+            None => 0,
+        };
         let last_recorded_at = match index.last_seq() {
             0 => i64::MIN,
             last => store.get(last)?.map_or(i64::MIN, |entry| entry.recorded_at),
@@ -105,11 +143,18 @@ impl Database {
             writer: Mutex::new(None),
             failed: AtomicBool::new(false),
             limits,
+            sequencer,
+            position: AtomicU64::new(position),
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("annals-writer".into())
-            .spawn(move || run_writer(writer_shared, receiver, last_recorded_at))?;
+            .spawn(move || match writer_shared.sequencer.clone() {
+                Some(sequencer) => {
+                    replicated::run_replicated(writer_shared, sequencer, receiver, last_recorded_at)
+                }
+                None => run_writer(writer_shared, receiver, last_recorded_at),
+            })?;
         *shared.writer.lock().expect("writer lock") = Some(writer);
         Ok(Database { shared })
     }
@@ -171,12 +216,12 @@ impl Database {
             .clone()
             .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
-        let job = AppendJob {
+        let job = Job::Append(AppendJob {
             events,
             expected_last_seq,
             recorded_at,
             reply,
-        };
+        });
         sender
             .send(job)
             .await
@@ -184,6 +229,47 @@ impl Database {
         answer
             .await
             .map_err(|_| Error::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Hands a message of the replicated log to the writer, which applies
+    /// it unless the view holds it already (cluster mode).
+    pub async fn deliver(&self, message: LogMessage) -> Result<()> {
+        let sender = self
+            .shared
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
+        sender
+            .send(Job::Apply(message))
+            .await
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))
+    }
+
+    /// The position in the replicated log of the last message the view
+    /// holds (cluster mode; 0 otherwise).
+    pub fn log_position(&self) -> u64 {
+        self.shared.position.load(Ordering::SeqCst)
+    }
+
+    /// Is the log replicated (cluster mode)?
+    pub fn is_replicated(&self) -> bool {
+        self.shared.sequencer.is_some()
+    }
+
+    /// Did a write to the log or the view fail (no appends until a restart)?
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the view holds seq `seq`, for at most `wait` (cluster
+    /// mode: a client reading its own write on another node). Returns the
+    /// last seq, which may still be short of `seq`.
+    pub async fn reach(&self, seq: u64, wait: std::time::Duration) -> u64 {
+        let mut last = self.watch_last_seq();
+        let _ = tokio::time::timeout(wait, last.wait_for(|last| *last >= seq)).await;
+        self.last_seq()
     }
 
     /// The last durable seq: what every reader sees.

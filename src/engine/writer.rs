@@ -2,7 +2,7 @@
 //! checks each against the log and the ones before it (`prepare`), and
 //! writes them with one durable `LogStore::append` (`commit`).
 
-use super::{AppendJob, Appended, Shared};
+use super::{AppendJob, Appended, Job, Shared};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::model::{Change, Declaration, Event};
@@ -18,15 +18,15 @@ use tokio::sync::{mpsc, oneshot};
 /// What one writer round will write: the accepted entries, the derived
 /// writes they imply, and their ids (not yet in the `ids` tree).
 #[derive(Default)]
-struct Round {
-    entries: Vec<StoredEntry>,
+pub(super) struct Round {
+    pub(super) entries: Vec<StoredEntry>,
     derived: Vec<Write>,
     ids: HashMap<String, u64>,
 }
 
 /// Writes a round: the log, then the derived trees and the cached
 /// timelines under the cache lock, then one sync for all of it.
-fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
+pub(super) fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
     // Before the writes land: a run built from the store from now on
     // might miss them, and so is not kept.
     if let Some(last) = round.entries.last() {
@@ -52,13 +52,23 @@ fn seq_of(shared: &Shared, round: &Round, id: &str) -> Result<Option<u64>> {
 
 /// The writer loop. One thread, so seqs are handed out in one order; each
 /// round drains every waiting job and makes them durable together.
-pub(super) fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob>, mut clock: i64) {
+pub(super) fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, mut clock: i64) {
     const MAX_JOBS_PER_ROUND: usize = 512;
+    let append = |job: Job| match job {
+        Job::Append(job) => Some(job),
+        Job::Apply(message) => {
+            tracing::error!(
+                position = message.position,
+                "a replicated message reached a single-node writer; ignored"
+            );
+            None
+        }
+    };
     while let Some(first) = jobs.blocking_recv() {
-        let mut jobs_in_round = vec![first];
+        let mut jobs_in_round: Vec<AppendJob> = append(first).into_iter().collect();
         while jobs_in_round.len() < MAX_JOBS_PER_ROUND {
             match jobs.try_recv() {
-                Ok(job) => jobs_in_round.push(job),
+                Ok(job) => jobs_in_round.extend(append(job)),
                 Err(_) => break,
             }
         }
@@ -116,7 +126,7 @@ pub(super) fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<AppendJob
 /// Validates one append against the log (and the appends before it in this
 /// round), and if it is acceptable assigns seqs, folds it into the index and
 /// queues it in `pending`. Nothing changes when it returns an error.
-fn prepare(
+pub(super) fn prepare(
     shared: &Shared,
     index: &mut Index,
     mut events: Vec<proto::Event>,

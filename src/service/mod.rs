@@ -13,6 +13,7 @@ use crate::time::{Bucket, Instant};
 use crate::wire::RelationWriter;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -73,6 +74,9 @@ pub struct Service {
     /// One permit per open subscription; none left means RESOURCE_EXHAUSTED.
     subscribers: Arc<Semaphore>,
     max_subscribers: usize,
+    /// The longest a read waits for the view to reach its `as_of_seq`
+    /// (cluster mode); a client's shorter `grpc-timeout` wins.
+    view_wait: Duration,
 }
 
 /// Open subscriptions a `Service` allows unless told otherwise.
@@ -87,7 +91,42 @@ impl Service {
             shutdown,
             subscribers: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            view_wait: Duration::from_secs(30),
         }
+    }
+
+    /// Sets how long a read may wait for its `as_of_seq` (the server's
+    /// deadline).
+    pub fn with_view_wait(mut self, wait: Duration) -> Service {
+        self.view_wait = wait;
+        self
+    }
+
+    /// How long this call may wait for the view: most of its deadline.
+    fn wait_budget(&self, metadata: &tonic::metadata::MetadataMap) -> Duration {
+        let asked = metadata
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(grpc_timeout);
+        let deadline = asked.map_or(self.view_wait, |asked| asked.min(self.view_wait));
+        deadline.mul_f64(0.9)
+    }
+
+    /// In cluster mode, waits (within `wait`) until this node's view holds
+    /// `as_of_seq`, so that a client reads its own write on any node; then
+    /// UNAVAILABLE. A single node answers at once (the read refuses a seq
+    /// beyond the log).
+    async fn view_at(&self, as_of_seq: u64, wait: Duration) -> std::result::Result<(), Status> {
+        if !self.db.is_replicated() || as_of_seq <= self.db.last_seq() {
+            return Ok(());
+        }
+        let last = self.db.reach(as_of_seq, wait).await;
+        if last < as_of_seq {
+            return Err(Status::unavailable(format!(
+                "this node's view holds the log up to seq {last}; seq {as_of_seq} did not reach it within {wait:.1?} (another node may be ahead, or the stream unreachable)"
+            )));
+        }
+        Ok(())
     }
 
     /// Caps the subscriptions open at once: each holds a task and a
@@ -222,7 +261,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::GetEntityRequest>,
     ) -> Result<proto::GetEntityResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         if request.id.is_empty() {
             return Err(Error::invalid("id", "name the entity (id or alias)").into());
         }
@@ -242,7 +283,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::ListEntitiesRequest>,
     ) -> Result<proto::ListEntitiesResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         let entity_type = match proto::EntityType::try_from(request.r#type) {
             Ok(proto::EntityType::Unspecified) => None,
             Ok(entity_type) => Some(entity_type),
@@ -285,7 +328,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::ListRelationsRequest>,
     ) -> Result<proto::ListRelationsResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         let at = at_instant("at", &request.at)?;
         let kind = optional_kind("kind", &request.kind)?;
         let fingerprint = page::fingerprint(&[
@@ -350,7 +395,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::RelationHistoryRequest>,
     ) -> Result<proto::RelationHistoryResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         if request.a.is_empty() {
             return Err(Error::invalid("a", "name the entity whose relations to trace").into());
         }
@@ -369,7 +416,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::ListEventsRequest>,
     ) -> Result<proto::ListEventsResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         let (from, to, kind, labels) =
             event_terms(&request.from, &request.to, &request.kind, &request.labels)?;
         let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -430,7 +479,9 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::CountEventsRequest>,
     ) -> Result<proto::CountEventsResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         let (from, to, kind, labels) =
             event_terms(&request.from, &request.to, &request.kind, &request.labels)?;
         let bucket = match proto::Bucket::try_from(request.bucket) {
@@ -492,7 +543,9 @@ impl TimelineService for Service {
     }
 
     async fn diff(&self, request: Request<proto::DiffRequest>) -> Result<proto::DiffResponse> {
+        let wait = self.wait_budget(request.metadata());
         let request = request.into_inner();
+        self.view_at(request.as_of_seq, wait).await?;
         let from = if request.from.is_empty() {
             Instant::MIN
         } else {
@@ -579,4 +632,19 @@ fn wanted(entry: &proto::LogEntry, entity: Option<&str>, kind: Option<&str>) -> 
         && entity.is_none_or(|entity| {
             Event::from_proto(event).is_ok_and(|parsed| parsed.entities().contains(&entity))
         })
+}
+
+/// A `grpc-timeout` value (digits and a unit: H, M, S, m, u, n).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }

@@ -1,0 +1,302 @@
+//! The replicated log on a NATS JetStream stream: `Sequencer` for the
+//! engine, and what the follower reads.
+//!
+//! Publishing uses `Nats-Expected-Last-Sequence` (the view's position) as
+//! the optimistic check and a `Nats-Msg-Id` per message, so that a retry
+//! after a lost acknowledgement gets the first attempt's position instead of
+//! storing the message twice. Leader elections show up in async-nats as
+//! `StreamNotFound` or timeouts for a few seconds: retried until
+//! `PUBLISH_PATIENCE` has passed.
+
+use super::message::{self, SEQS_HEADER};
+use super::LogConfig;
+use crate::engine::{LogMessage, Refused, Sequencer};
+use crate::error::{Error, Result};
+use crate::store::StoredEntry;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::stream::{self as js_stream, DiscardPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// How long an append retries a publish through an election or an outage
+/// before it answers UNAVAILABLE.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(20);
+
+/// How long one request to JetStream (a publish's acknowledgement, a get)
+/// may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection to the stream holding the log.
+#[derive(Clone)]
+pub struct Stream {
+    client: async_nats::Client,
+    context: Context,
+    stream: js_stream::Stream,
+    subject: String,
+    name: String,
+    runtime: Handle,
+}
+
+impl Stream {
+    /// Connects to the servers and finds the stream, creating it when
+    /// absent (several nodes starting together create it once).
+    pub async fn connect(config: &LogConfig) -> Result<Stream> {
+        let unreachable = |error: &dyn std::error::Error| {
+            Error::Unavailable(format!(
+                "cannot reach the log's servers {}: {}",
+                config.servers.join(","),
+                crate::error::chain(error)
+            ))
+        };
+        let addresses = config
+            .servers
+            .iter()
+            .map(|server| {
+                server.parse::<async_nats::ServerAddr>().map_err(|error| {
+                    Error::invalid(
+                        "log",
+                        format!("{server:?} is not a server address: {error}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = async_nats::ConnectOptions::new()
+            .name("annals")
+            .connection_timeout(Duration::from_secs(3))
+            .retry_on_initial_connect()
+            .max_reconnects(None);
+        let client = async_nats::connect_with_options(addresses, options)
+            .await
+            .map_err(|error| unreachable(&error))?;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        let subject = format!("{}.log", config.stream);
+        let wanted = js_stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![subject.clone()],
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            discard: DiscardPolicy::New,
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        // The servers may still be starting, and the meta leader in
+        // election: attempts for half a minute.
+        let mut attempt = 0;
+        let stream = loop {
+            attempt += 1;
+            match context.get_or_create_stream(wanted.clone()).await {
+                Ok(stream) => break stream,
+                Err(error) if attempt < 60 => {
+                    tracing::info!(%error, attempt, "finding the log's stream; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => {
+                    return Err(Error::Unavailable(format!(
+                        "cannot find or create the stream {:?}: {}",
+                        config.stream,
+                        crate::error::chain(&error)
+                    )))
+                }
+            }
+        };
+        Ok(Stream {
+            client,
+            context,
+            stream,
+            subject,
+            name: config.stream.clone(),
+            runtime: Handle::current(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn handle(&self) -> &js_stream::Stream {
+        &self.stream
+    }
+
+    /// The position of the stream's last message.
+    pub async fn last_position(&self) -> Result<u64> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|error| Error::Unavailable(format!("the stream's state: {error}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The message at `position`, from the stream's leader.
+    async fn message(&self, position: u64) -> Result<Option<StreamMessage>> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self.stream.get_raw_message(position).await {
+            Ok(message) => Ok(Some(message)),
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(error) => Err(Error::Unavailable(format!(
+                "reading message {position} of the stream: {error}"
+            ))),
+        }
+    }
+
+    async fn publish_async(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused> {
+        let payload = Bytes::from(message::encode(entries));
+        let limit = self.client.server_info().max_payload;
+        if limit > 0 && payload.len() + 256 > limit {
+            return Err(Refused::Rejected(Error::ResourceExhausted(format!(
+                "this append is {} bytes in the stream; its servers take messages of at most {limit} (max_payload): send fewer events at once",
+                payload.len()
+            ))));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let seqs = message::seqs_header(entries);
+        let give_up = Instant::now() + PUBLISH_PATIENCE;
+        loop {
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&id)
+                .expected_last_sequence(position)
+                .header(SEQS_HEADER, seqs.as_str());
+            let sent = match self
+                .context
+                .send_publish(self.subject.clone(), publish)
+                .await
+            {
+                Ok(acknowledgement) => acknowledgement.await,
+                Err(error) => Err(error),
+            };
+            let error = match sent {
+                Ok(ack) => return Ok(ack.sequence),
+                Err(error) => error,
+            };
+            match error.kind() {
+                PublishErrorKind::WrongLastSequence => return Err(Refused::Moved),
+                PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Refused::Rejected(Error::ResourceExhausted(format!(
+                        "this append is larger than the stream's servers take: {error}"
+                    ))))
+                }
+                _ if Instant::now() >= give_up => {
+                    return Err(Refused::Unavailable(format!(
+                        "no acknowledgement from a quorum for {PUBLISH_PATIENCE:?} ({error})"
+                    )))
+                }
+                _ => {
+                    tracing::debug!(%error, position, "publishing to the log; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn fetch_async(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>> {
+        let mut messages = Vec::new();
+        for next in position + 1..=position + limit as u64 {
+            let Some(raw) = self.message(next).await? else {
+                break;
+            };
+            messages.push(decode_raw(next, &raw)?);
+        }
+        Ok(messages)
+    }
+
+    /// Binary search over the messages' `Annals-Seqs` headers.
+    async fn locate_async(&self, last_seq: u64) -> Result<u64> {
+        if last_seq == 0 {
+            return Ok(0);
+        }
+        let not_a_copy = |why: String| {
+            Error::FailedPrecondition(format!(
+                "the view holds the log up to seq {last_seq}, but {why}: it is not a copy of the stream {:?}; serve it with an empty --data-dir to build the view from the stream",
+                self.name
+            ))
+        };
+        let (mut low, mut high) = (1, self.last_position().await?);
+        while low <= high {
+            let middle = low + (high - low) / 2;
+            let raw = self
+                .message(middle)
+                .await?
+                .ok_or_else(|| Error::DataLoss(format!("the stream has no message {middle}")))?;
+            let (first, last) = seqs_of(middle, Some(&raw.headers))?;
+            if last_seq < first {
+                high = middle - 1;
+            } else if last_seq > last {
+                low = middle + 1;
+            } else if last_seq == last {
+                return Ok(middle);
+            } else {
+                return Err(not_a_copy(format!(
+                    "the stream's message {middle} holds seqs {first} to {last}"
+                )));
+            }
+        }
+        Err(not_a_copy("no message of the stream ends there".into()))
+    }
+}
+
+fn seqs_of(position: u64, headers: Option<&async_nats::HeaderMap>) -> Result<(u64, u64)> {
+    headers
+        .and_then(|headers| headers.get(SEQS_HEADER))
+        .and_then(|value| message::parse_seqs(value.as_str()))
+        .ok_or_else(|| {
+            Error::DataLoss(format!(
+                "message {position} of the stream has no {SEQS_HEADER} header: was it published by annals?"
+            ))
+        })
+}
+
+/// A message read from the stream, checked against its header.
+fn decode_parts(
+    position: u64,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<LogMessage> {
+    let decoded = message::decode(position, payload)?;
+    let first = decoded.entries.first().map_or(0, |entry| entry.seq);
+    let last = decoded.entries.last().map_or(0, |entry| entry.seq);
+    if seqs_of(position, headers)? != (first, last) {
+        return Err(Error::DataLoss(format!(
+            "message {position} of the stream holds seqs {first} to {last}, not what its {SEQS_HEADER} header says"
+        )));
+    }
+    Ok(decoded)
+}
+
+fn decode_raw(position: u64, raw: &StreamMessage) -> Result<LogMessage> {
+    decode_parts(position, Some(&raw.headers), &raw.payload)
+}
+
+/// A message a consumer delivered, at `position`.
+pub(super) fn decode_raw_message(position: u64, raw: &async_nats::Message) -> Result<LogMessage> {
+    decode_parts(position, raw.headers.as_ref(), &raw.payload)
+}
+
+impl Sequencer for Stream {
+    fn publish(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused> {
+        self.runtime.block_on(self.publish_async(position, entries))
+    }
+
+    fn fetch(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>> {
+        self.runtime.block_on(self.fetch_async(position, limit))
+    }
+
+    fn last_position(&self) -> Result<u64> {
+        self.runtime.block_on(Stream::last_position(self))
+    }
+
+    fn locate(&self, last_seq: u64) -> Result<u64> {
+        self.runtime.block_on(self.locate_async(last_seq))
+    }
+}
