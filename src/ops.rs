@@ -2,6 +2,7 @@
 //! sled takes an exclusive lock): verify, rebuild the derived trees, and
 //! restore a backup.
 
+use crate::cluster::{LogConfig, Stream};
 use crate::engine::{Database, Limits};
 use crate::error::{Error, Result};
 use crate::index::records::META_INDEXED_SEQ;
@@ -200,7 +201,11 @@ pub fn rebuild_indexes(dir: &Path) -> Result<u64> {
 /// Restores a backup (`annals export`: `LogEntry` proto3 JSON lines) into
 /// an empty store, keeping seqs and `recorded_at`, through the same
 /// validation as any append. Returns the last seq.
-pub async fn import(dir: &Path, text: &str) -> Result<u64> {
+///
+/// With `log` (cluster mode) the entries go into an empty stream instead,
+/// one message per 1,000 entries, and `dir` becomes a view of it: the way a
+/// single-node store moves into a cluster.
+pub async fn import(dir: &Path, text: &str, log: Option<&LogConfig>) -> Result<u64> {
     let entries = text
         .lines()
         .enumerate()
@@ -218,7 +223,25 @@ pub async fn import(dir: &Path, text: &str) -> Result<u64> {
             dir.display()
         )));
     }
-    let db = Database::open(Arc::new(store), Limits::default())?;
+    let store: Arc<dyn LogStore> = Arc::new(store);
+    let db = match log {
+        None => Database::open(store, Limits::default())?,
+        Some(log) => {
+            let stream = Stream::connect(log).await?;
+            let held = stream.last_position().await?;
+            if held != 0 {
+                return Err(Error::FailedPrecondition(format!(
+                    "the stream {:?} already holds {held} messages; a restore moves a log into an empty stream",
+                    stream.name()
+                )));
+            }
+            tokio::task::spawn_blocking(move || {
+                Database::open_replicated(store, Limits::default(), Arc::new(stream))
+            })
+            .await
+            .map_err(|error| Error::Storage(format!("opening: {error}")))??
+        }
+    };
     let restored = db.restore(entries).await;
     let closing = db.clone();
     tokio::task::spawn_blocking(move || closing.close())

@@ -196,11 +196,14 @@ enum Command {
         #[arg(long, default_value = "-")]
         out: PathBuf,
     },
-    /// Restore an export into an empty data directory (server stopped).
+    /// Restore an export into an empty data directory (server stopped), or
+    /// with --log into an empty stream, the data directory its first view.
     Restore {
         file: PathBuf,
         #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Import coded event data (GDELT 2.0, ICEWS) or proto3 JSON lines of
     /// events, through Append: plain, .zip or .gz files, streamed.
@@ -291,12 +294,24 @@ async fn execute(cli: Cli) -> Outcome {
             );
             return Ok(());
         }
-        Command::Restore { file, data_dir } => {
+        Command::Restore {
+            file,
+            data_dir,
+            log,
+        } => {
             let text = read_input(file)?;
-            let last = crate::ops::import(data_dir, &text)
+            let log = log.config().map_err(|error| error.to_string())?;
+            let last = crate::ops::import(data_dir, &text, log.as_ref())
                 .await
                 .map_err(|error| error.to_string())?;
-            println!("restored {last} log entries into {}", data_dir.display());
+            match &log {
+                None => println!("restored {last} log entries into {}", data_dir.display()),
+                Some(log) => println!(
+                    "restored {last} log entries into the stream {} (a view of it in {})",
+                    log.stream,
+                    data_dir.display()
+                ),
+            }
             return Ok(());
         }
         _ => {}

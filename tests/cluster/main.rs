@@ -284,3 +284,62 @@ async fn racing_nodes_each_race_has_one_winner() {
     // 1 declaration, then per round: same-, id-, and l- or r-.
     assert_eq!(log.len(), 1 + 8 * 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_store_moves_into_a_stream_with_its_seqs_and_times() {
+    let Some(binary) = nats_server() else { return };
+    let nats = Nats::start(binary);
+    nats.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A single-node store with the data set and one more append.
+    let single = common::ServeProcess::start(&dir.path().join("single"), &[]);
+    let mut client = Client::connect(&single.url()).await.unwrap();
+    client
+        .append(vec![two_countries("moved-1")], None)
+        .await
+        .unwrap();
+    let original = whole_log(&mut client).await;
+    let export = dir.path().join("export.jsonl");
+    let exported = std::process::Command::new(common::BINARY)
+        .args(["--server", &single.url(), "export", "--out"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    single.terminate();
+
+    // One command moves it: the export, published in order.
+    let restored = std::process::Command::new(common::BINARY)
+        .args(["restore"])
+        .arg(&export)
+        .args(["--log", &nats.url(), "--data-dir"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{restored:?}");
+    let said = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        said.contains(&format!("restored {} log entries", original.len())),
+        "{said}"
+    );
+    // Again into the same stream: refused, nothing changes.
+    let again = std::process::Command::new(common::BINARY)
+        .args(["restore"])
+        .arg(&export)
+        .args(["--log", &nats.url(), "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("empty stream"),
+        "{again:?}"
+    );
+
+    // The restored view serves, and a new node builds the same log.
+    let a = Node::start(&nats, &dir.path().join("a"), &[]);
+    let b = Node::start(&nats, &dir.path().join("b"), &[]);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    let moved = same_log(&mut ca, &mut cb, original.len() as u64).await;
+    assert_eq!(moved, original, "seqs, recorded_at and events as they were");
+}
