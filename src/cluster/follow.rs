@@ -73,12 +73,15 @@ pub async fn follow(
             caught_up.send_replace(true);
         }
         let mut watchdog = tokio::time::interval(Duration::from_secs(1));
-        let mut progress = (db.log_position(), tokio::time::Instant::now());
+        // What this consumer handed to the writer last (the writer may be
+        // busy applying it: that is no stall).
+        let mut delivered = db.log_position();
+        let mut progress = (delivered, tokio::time::Instant::now());
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
                 _ = watchdog.tick() => {
-                    let position = db.log_position();
+                    let position = delivered.max(db.log_position());
                     if position != progress.0 {
                         progress = (position, tokio::time::Instant::now());
                     } else if progress.1.elapsed() >= STALL {
@@ -122,6 +125,7 @@ pub async fn follow(
             if db.deliver(decoded).await.is_err() {
                 return;
             }
+            delivered = position;
             if position >= target {
                 caught_up.send_replace(true);
             }

@@ -130,44 +130,115 @@ impl Stream {
 
     /// The position of the stream's last message.
     pub async fn last_position(&self) -> Result<u64> {
-        let info = self
-            .stream
-            .get_info()
-            .await
-            .map_err(|error| Error::Unavailable(format!("the stream's state: {error}")))?;
-        Ok(info.state.last_sequence)
+        let give_up = Instant::now() + PUBLISH_PATIENCE;
+        loop {
+            match self.stream.get_info().await {
+                Ok(info) => return Ok(info.state.last_sequence),
+                Err(error) if Instant::now() >= give_up => {
+                    return Err(Error::Unavailable(format!("the stream's state: {error}")))
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "reading the stream's state; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 
-    /// The message at `position`, from the stream's leader.
+    /// The message at `position`, by a direct get: any of the stream's
+    /// servers answers it, without JetStream's API (which answers 503 while
+    /// its meta group has no leader, as happens under load). A server that
+    /// has not caught up yet says NotFound: asked again a few times before
+    /// the message counts as absent. Other errors are retried through
+    /// elections, for `PUBLISH_PATIENCE`.
     async fn message(&self, position: u64) -> Result<Option<StreamMessage>> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        match self.stream.get_raw_message(position).await {
-            Ok(message) => Ok(Some(message)),
-            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(error) => Err(Error::Unavailable(format!(
-                "reading message {position} of the stream: {error}"
-            ))),
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let give_up = Instant::now() + PUBLISH_PATIENCE;
+        let mut absent = 0;
+        loop {
+            match self.stream.direct_get(position).await {
+                Ok(message) => return Ok(Some(message)),
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => {
+                    absent += 1;
+                    if absent >= 3 {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(error) if Instant::now() >= give_up => {
+                    return Err(Error::Unavailable(format!(
+                        "reading message {position} of the stream: {error}"
+                    )))
+                }
+                Err(error) => {
+                    tracing::debug!(%error, position, "reading a message of the stream; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 
-    async fn publish_async(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused> {
-        let payload = Bytes::from(message::encode(entries));
+    /// Publishes the messages one after another, each with
+    /// `Nats-Expected-Last-Sequence` of the one before it, stopping at the
+    /// first the log does not place right after its predecessor.
+    ///
+    /// Not pipelined: with only the expected sequence, a message sent
+    /// behind one that another node's message displaced would land in the
+    /// displaced one's place; chaining them by `Nats-Expected-Last-Msg-Id`
+    /// as well put nats-server 2.15.1's clustered stream into "critical
+    /// write error: last msgid mismatch" (it stopped taking writes) in our
+    /// tests. So a round of appends costs one acknowledgement after
+    /// another, and one local write for all of them.
+    async fn publish_all_async(
+        &self,
+        position: u64,
+        messages: &[&[StoredEntry]],
+    ) -> (usize, Option<Refused>) {
         let limit = self.client.server_info().max_payload;
-        if limit > 0 && payload.len() + 256 > limit {
-            return Err(Refused::Rejected(Error::ResourceExhausted(format!(
-                "this append is {} bytes in the stream; its servers take messages of at most {limit} (max_payload): send fewer events at once",
-                payload.len()
-            ))));
+        for (index, entries) in messages.iter().enumerate() {
+            let at = position + index as u64;
+            let payload = Bytes::from(message::encode(entries));
+            if limit > 0 && payload.len() + 256 > limit {
+                return (
+                    index,
+                    Some(Refused::Rejected(Error::ResourceExhausted(format!(
+                        "this append is {} bytes in the stream; its servers take messages of at most {limit} (max_payload): send fewer events at once",
+                        payload.len()
+                    )))),
+                );
+            }
+            let id = uuid::Uuid::now_v7().to_string();
+            match self
+                .publish_one(at, &payload, &id, &message::seqs_header(entries))
+                .await
+            {
+                Ok(placed) if placed == at + 1 => {}
+                Ok(placed) => {
+                    tracing::warn!(at, placed, "the log placed a message elsewhere");
+                    return (index, Some(Refused::Moved));
+                }
+                Err(refused) => return (index, Some(refused)),
+            }
         }
-        let id = uuid::Uuid::now_v7().to_string();
-        let seqs = message::seqs_header(entries);
+        (messages.len(), None)
+    }
+
+    /// One message after `position`, retried with the same id through
+    /// elections and timeouts.
+    async fn publish_one(
+        &self,
+        position: u64,
+        payload: &Bytes,
+        id: &str,
+        seqs: &str,
+    ) -> Result<u64, Refused> {
         let give_up = Instant::now() + PUBLISH_PATIENCE;
         loop {
             let publish = PublishMessage::build()
                 .payload(payload.clone())
-                .message_id(&id)
+                .message_id(id)
                 .expected_last_sequence(position)
-                .header(SEQS_HEADER, seqs.as_str());
+                .header(SEQS_HEADER, seqs);
             let sent = match self
                 .context
                 .send_publish(self.subject.clone(), publish)
@@ -284,8 +355,9 @@ pub(super) fn decode_raw_message(position: u64, raw: &async_nats::Message) -> Re
 }
 
 impl Sequencer for Stream {
-    fn publish(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused> {
-        self.runtime.block_on(self.publish_async(position, entries))
+    fn publish_all(&self, position: u64, messages: &[&[StoredEntry]]) -> (usize, Option<Refused>) {
+        self.runtime
+            .block_on(self.publish_all_async(position, messages))
     }
 
     fn fetch(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>> {

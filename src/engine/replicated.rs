@@ -36,6 +36,9 @@ struct Replicated {
     clock: i64,
 }
 
+/// Appends taken into one writer round at most.
+const MAX_JOBS_PER_ROUND: usize = 512;
+
 pub(super) fn run_replicated(
     shared: Arc<Shared>,
     sequencer: Arc<dyn Sequencer>,
@@ -47,28 +50,50 @@ pub(super) fn run_replicated(
         sequencer,
         clock,
     };
-    while let Some(job) = jobs.blocking_recv() {
-        match job {
-            Job::Apply(message) => {
-                if let Err(error) = writer.apply_through(message) {
-                    writer.fail(&error);
-                }
-            }
-            Job::Append(job) => {
-                let AppendJob {
-                    events,
-                    expected_last_seq,
-                    recorded_at,
-                    reply,
-                } = job;
-                let mut answer = writer.append(events, expected_last_seq, &recorded_at);
-                if let Ok(appended) = &mut answer {
-                    appended.last_seq = *writer.shared.durable.borrow();
-                }
-                let _ = reply.send(answer);
+    while let Some(first) = jobs.blocking_recv() {
+        let mut taken = vec![first];
+        while taken.len() < MAX_JOBS_PER_ROUND {
+            match jobs.try_recv() {
+                Ok(job) => taken.push(job),
+                Err(_) => break,
             }
         }
+        // Messages first: a view that is more current refuses fewer
+        // appends for having been overtaken.
+        let mut appends = Vec::new();
+        for job in taken {
+            match job {
+                Job::Apply(message) => {
+                    if let Err(error) = writer.apply_through(message) {
+                        writer.fail(&error);
+                    }
+                }
+                Job::Append(job) => appends.push(Waiting {
+                    job,
+                    current: false,
+                }),
+            }
+        }
+        if !appends.is_empty() {
+            writer.append_all(appends);
+        }
     }
+}
+
+/// An append waiting for its answer; `current` once it was checked
+/// against a view known to hold the whole stream.
+struct Waiting {
+    job: AppendJob,
+    current: bool,
+}
+
+/// An append validated in this round: its answer so far, and where its
+/// entries and derived writes end in the round.
+struct Prepared {
+    waiting: Waiting,
+    appended: Appended,
+    entries: std::ops::Range<usize>,
+    derived_end: usize,
 }
 
 impl Replicated {
@@ -90,86 +115,168 @@ impl Replicated {
         Ok(())
     }
 
-    fn append(
-        &mut self,
-        events: Vec<crate::proto::Event>,
-        expected_last_seq: Option<u64>,
-        recorded_at: &[i64],
-    ) -> Result<Appended> {
-        self.refuse_if_failed()?;
-        let mut current = false;
+    fn answer(&self, waiting: Waiting, mut answer: Result<Appended>) {
+        if let Ok(appended) = &mut answer {
+            appended.last_seq = *self.shared.durable.borrow();
+        }
+        // A client that went away still had its events stored.
+        let _ = waiting.job.reply.send(answer);
+    }
+
+    /// Validates the appends in order against the view, publishes the
+    /// accepted ones pipelined, applies those the log placed, and goes
+    /// round again with the rest: after catching up when another node took
+    /// the position, or once to re-check an append the view refused while
+    /// it may have been behind.
+    fn append_all(&mut self, mut waiting: Vec<Waiting>) {
         for _ in 0..MAX_ATTEMPTS {
+            if waiting.is_empty() {
+                return;
+            }
+            if let Err(error) = self.refuse_if_failed() {
+                for each in waiting {
+                    self.answer(each, Err(Error::Unavailable(error.to_string())));
+                }
+                return;
+            }
             let clock = self.clock;
             let mut round = Round::default();
-            let prepared = {
+            let mut prepared: Vec<Prepared> = Vec::new();
+            let mut refused: Vec<(Waiting, Error)> = Vec::new();
+            {
                 let mut index = self.shared.index.write().expect("index lock poisoned");
-                prepare(
-                    &self.shared,
-                    &mut index,
-                    events.clone(),
-                    expected_last_seq,
-                    recorded_at,
-                    &mut round,
-                    &mut self.clock,
-                )
-            };
-            let appended = match prepared {
-                Ok(appended) => appended,
-                Err(error) if !current => {
-                    // Refused by a view that may be behind: check again
-                    // once it holds everything the stream has.
-                    self.clock = clock;
-                    let last = self.sequencer.last_position().map_err(|_| error)?;
-                    if last > self.position() {
-                        self.catch_up()?;
+                for each in waiting.drain(..) {
+                    let start = round.entries.len();
+                    let outcome = prepare(
+                        &self.shared,
+                        &mut index,
+                        each.job.events.clone(),
+                        each.job.expected_last_seq,
+                        &each.job.recorded_at,
+                        &mut round,
+                        &mut self.clock,
+                    );
+                    match outcome {
+                        Ok(appended) if round.entries.len() == start => {
+                            // Every event was in the log already.
+                            self.answer(each, Ok(appended));
+                        }
+                        Ok(appended) => prepared.push(Prepared {
+                            waiting: each,
+                            appended,
+                            entries: start..round.entries.len(),
+                            derived_end: round.derived_len(),
+                        }),
+                        Err(error) => refused.push((each, error)),
                     }
-                    current = true;
-                    continue;
                 }
-                Err(error) => return Err(error),
-            };
-            if round.entries.is_empty() {
-                return Ok(appended);
             }
+            let messages: Vec<&[crate::store::StoredEntry]> = prepared
+                .iter()
+                .map(|each| &round.entries[each.entries.clone()])
+                .collect();
             let position = self.position();
-            match self.sequencer.publish(position, &round.entries) {
-                Ok(published) if published == position + 1 => {
-                    self.write(&mut round, published)?;
-                    return Ok(appended);
+            let (placed, why) = if messages.is_empty() {
+                (0, None)
+            } else {
+                self.sequencer.publish_all(position, &messages)
+            };
+            let mut rest = prepared.split_off(placed);
+            if let Some(last) = prepared.last() {
+                round.truncate(last.entries.end, last.derived_end);
+                let recorded_at = round
+                    .entries
+                    .last()
+                    .map_or(clock, |entry| entry.recorded_at);
+                if let Err(error) = self.write(&mut round, position + placed as u64) {
+                    for each in prepared
+                        .into_iter()
+                        .map(|each| each.waiting)
+                        .chain(rest.into_iter().map(|each| each.waiting))
+                    {
+                        self.answer(each, Err(Error::Unavailable(error.to_string())));
+                    }
+                    for (each, _) in refused {
+                        self.answer(each, Err(Error::Unavailable(error.to_string())));
+                    }
+                    return;
                 }
-                Ok(published) => {
-                    // Only a retry of a message that landed elsewhere can
-                    // answer so; the view catches up and checks again.
-                    tracing::warn!(position, published, "the log placed a message elsewhere");
-                    self.forget(clock)?;
-                    self.catch_up()?;
+                self.clock = recorded_at.max(clock);
+                for each in prepared {
+                    self.answer(each.waiting, Ok(each.appended));
                 }
-                Err(Refused::Moved) => {
-                    self.forget(clock)?;
-                    self.catch_up()?;
+            } else {
+                self.clock = clock;
+            }
+            if !rest.is_empty() {
+                // What prepare folded in for the appends the log did not
+                // take is read back from the store.
+                if let Err(error) = self.reload_index() {
+                    self.fail(&error);
                 }
-                Err(Refused::Rejected(error)) => {
-                    self.forget(clock)?;
-                    return Err(error);
+            }
+            let mut moved = false;
+            match why {
+                None => {}
+                Some(Refused::Moved) => moved = true,
+                Some(Refused::Rejected(error)) => {
+                    let first = rest.remove(0);
+                    self.answer(first.waiting, Err(error));
                 }
-                Err(Refused::Unavailable(why)) => {
-                    self.forget(clock)?;
-                    return Err(Error::Unavailable(format!(
-                        "the log's stream cannot be reached: {why}"
-                    )));
+                Some(Refused::Unavailable(why)) => {
+                    let message = format!("the log's stream cannot be reached: {why}");
+                    for each in rest.drain(..) {
+                        self.answer(each.waiting, Err(Error::Unavailable(message.clone())));
+                    }
+                    for (each, error) in refused.drain(..) {
+                        self.answer(each, Err(error));
+                    }
+                }
+            }
+            waiting.extend(rest.into_iter().map(|each| each.waiting));
+            // An append refused by a view that may be behind is checked
+            // again once the view holds everything the stream has.
+            let stale: Vec<(Waiting, Error)> = refused;
+            let mut behind = moved;
+            if stale.iter().any(|(each, _)| !each.current) && !behind {
+                behind = self
+                    .sequencer
+                    .last_position()
+                    .is_ok_and(|last| last > self.position());
+            }
+            if behind {
+                if let Err(error) = self.catch_up() {
+                    let message =
+                        format!("this node's view cannot catch up with the stream: {error}");
+                    for each in waiting.drain(..) {
+                        self.answer(each, Err(Error::Unavailable(message.clone())));
+                    }
+                    for (each, error) in stale {
+                        self.answer(each, Err(error));
+                    }
+                    return;
+                }
+            }
+            for (mut each, error) in stale {
+                if behind && !each.current {
+                    each.current = true;
+                    waiting.push(each);
+                } else {
+                    self.answer(each, Err(error));
                 }
             }
         }
-        Err(Error::Unavailable(format!(
-            "other nodes appended first {MAX_ATTEMPTS} times in a row; try again"
-        )))
+        for each in waiting {
+            self.answer(
+                each,
+                Err(Error::Unavailable(format!(
+                    "other nodes appended first {MAX_ATTEMPTS} times in a row; try again"
+                ))),
+            );
+        }
     }
 
-    /// Undoes what `prepare` folded into the resident index for entries the
-    /// log did not take: the store never saw them, so the index is read
-    /// back from it.
-    fn forget(&mut self, clock: i64) -> Result<()> {
-        self.clock = clock;
+    fn reload_index(&mut self) -> Result<()> {
         let mut index = self.shared.index.write().expect("index lock poisoned");
         *index = Index::open(self.shared.store.as_ref())?;
         Ok(())

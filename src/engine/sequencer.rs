@@ -38,7 +38,20 @@ pub trait Sequencer: Send + Sync + 'static {
     /// the message right after `position`, and returns its position once a
     /// quorum of the log's servers has it durably. A retried publish whose
     /// first attempt landed returns that attempt's position.
-    fn publish(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused>;
+    fn publish(&self, position: u64, entries: &[StoredEntry]) -> Result<u64, Refused> {
+        match self.publish_all(position, &[entries]) {
+            (1, _) => Ok(position + 1),
+            (_, refused) => Err(refused.unwrap_or(Refused::Moved)),
+        }
+    }
+
+    /// Publishes several appends as the messages right after `position`, in
+    /// order, each only if the one before it landed right before it (so
+    /// that a message never follows another node's in place of its
+    /// predecessor). Returns how many, from the first, the log holds at
+    /// `position + 1 …`, and why the next one is not there, when it is
+    /// not.
+    fn publish_all(&self, position: u64, messages: &[&[StoredEntry]]) -> (usize, Option<Refused>);
 
     /// Up to `limit` messages after `position`, in order; fewer (or none) at
     /// the log's end.

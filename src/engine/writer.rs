@@ -24,6 +24,19 @@ pub(super) struct Round {
     ids: HashMap<String, u64>,
 }
 
+impl Round {
+    pub(super) fn derived_len(&self) -> usize {
+        self.derived.len()
+    }
+
+    /// Keeps only the first `entries` entries and `derived` derived writes
+    /// (those of the appends before a cut).
+    pub(super) fn truncate(&mut self, entries: usize, derived: usize) {
+        self.entries.truncate(entries);
+        self.derived.truncate(derived);
+    }
+}
+
 /// Writes a round: the log, then the derived trees and the cached
 /// timelines under the cache lock, then one sync for all of it.
 pub(super) fn commit(shared: &Shared, round: &mut Round) -> Result<()> {

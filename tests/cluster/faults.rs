@@ -308,3 +308,62 @@ async fn with_every_server_stopped_appends_are_unavailable_and_reads_go_on() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_on_two_nodes_share_one_gapless_log() {
+    let Some(binary) = nats_server() else { return };
+    let nats = Nats::start(binary);
+    nats.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
+    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    ca.append(vec![declarations("d", &["x"])], None)
+        .await
+        .unwrap();
+    // 12 clients per node, each with 8 batches, some re-sent to the
+    // other node: the writers publish many appends at once and lose
+    // races to each other all the time.
+    let writers = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+    let mut tasks = Vec::new();
+    for (number, writer) in writers.iter().enumerate() {
+        for (node, client) in [("A", ca.clone()), ("B", cb.clone())] {
+            let (mut client, mut other) =
+                (client, if node == "A" { cb.clone() } else { ca.clone() });
+            let name: &'static str = Box::leak(format!("{writer}{node}").into_boxed_str());
+            tasks.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for round in 0..8 {
+                    let events = batch(name, round);
+                    let answer = client
+                        .append(events.clone(), None)
+                        .await
+                        .expect("an append");
+                    if (round + number) % 3 == 0 {
+                        let again = other.append(events.clone(), None).await.expect("a re-send");
+                        let seqs = |answer: &proto::AppendResponse| -> Vec<u64> {
+                            answer.entries.iter().map(|entry| entry.seq).collect()
+                        };
+                        assert_eq!(
+                            seqs(&answer),
+                            seqs(&again),
+                            "a re-send elsewhere: the originals"
+                        );
+                    }
+                    acknowledged.extend(events.into_iter().map(|event| event.id));
+                }
+                acknowledged
+            }));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    let last = crate::common::last_seq(&mut ca)
+        .await
+        .max(crate::common::last_seq(&mut cb).await);
+    let log = same_log(&mut ca, &mut cb, last).await;
+    assert_eq!(log.len(), 1 + acknowledged.len(), "each batch once");
+    audit(&log, &acknowledged);
+}

@@ -222,6 +222,18 @@ impl Drop for Nats {
         for number in 0..self.servers.len() {
             self.kill(number);
         }
+        // A failed case shows what the servers said.
+        if std::thread::panicking() {
+            for number in 0..self.servers.len() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("n{number}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- n{number}.log (last lines)");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }
 

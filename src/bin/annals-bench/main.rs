@@ -11,6 +11,7 @@
 
 mod chart;
 mod check;
+mod cluster;
 mod counting;
 mod cpu;
 mod drive;
@@ -147,7 +148,7 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-struct RunArgs {
+pub struct RunArgs {
     /// Workload sizes N (events), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     sizes: Vec<u64>,
@@ -194,6 +195,11 @@ struct RunArgs {
     /// of the current directory).
     #[arg(long)]
     label: Option<String>,
+    /// Run through a cluster: two nodes over a fresh stream on these
+    /// JetStream servers (nats://HOST:PORT,…); results in
+    /// bench/results/cluster.json unless --out says otherwise.
+    #[arg(long)]
+    log: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -264,7 +270,9 @@ fn run(mut args: RunArgs) -> Res<()> {
         return Err("--data-dir serves one size: give one --sizes".into());
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(if args.smoke {
+        PathBuf::from(if args.log.is_some() {
+            "bench/results/cluster.json"
+        } else if args.smoke {
             "bench/results/smoke.json"
         } else {
             "bench/results/latest.json"
@@ -291,16 +299,20 @@ fn run(mut args: RunArgs) -> Res<()> {
             "append_clients": [1, 16, 64],
             "batch": BATCH,
             "check_only": args.check_only,
+            "log": args.log,
         },
         "sizes": [],
     });
     for &n in &args.sizes {
         eprintln!("== N = {n}");
-        let size = runtime.block_on(run_size(n, &args, &server_bin))?;
+        let size = match &args.log {
+            Some(log) => runtime.block_on(cluster::run_size(n, &args, log, &server_bin))?,
+            None => runtime.block_on(run_size(n, &args, &server_bin))?,
+        };
         result["sizes"].as_array_mut().expect("an array").push(size);
         write_results(&out, &result)?;
     }
-    println!("{}", report::markdown(&result));
+    println!("{}", markdown(&result));
     eprintln!(
         "wrote {} and {}",
         out.display(),
@@ -325,8 +337,18 @@ fn write_results(out: &Path, result: &Value) -> Res<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(out, serde_json::to_string_pretty(result)? + "\n")?;
-    std::fs::write(out.with_extension("md"), report::markdown(result))?;
+    std::fs::write(out.with_extension("md"), markdown(result))?;
     Ok(())
+}
+
+/// The markdown of a result file: a cluster run's own tables, or the
+/// single-node report.
+fn markdown(result: &Value) -> String {
+    if result["settings"]["log"].is_string() {
+        cluster::markdown(result)
+    } else {
+        report::markdown(result)
+    }
 }
 
 async fn run_size(n: u64, args: &RunArgs, server_bin: &Path) -> Res<Value> {

@@ -108,6 +108,16 @@ impl ServerProcess {
     /// Starts `binary serve` on a free loopback port with `data_dir`, and
     /// waits until it says where it listens (the store is open by then).
     pub fn start(binary: &Path, data_dir: &Path, log: &Path) -> Res<ServerProcess> {
+        ServerProcess::start_with(binary, data_dir, log, &[])
+    }
+
+    /// `start` with more arguments for `serve` (a cluster node's `--log`).
+    pub fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        log: &Path,
+        extra: &[String],
+    ) -> Res<ServerProcess> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -121,6 +131,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("ANNALS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
