@@ -149,9 +149,10 @@ impl Stream {
     /// servers answers it, without JetStream's API (which answers 503 while
     /// its meta group has no leader, as happens under load). A server that
     /// has not caught up yet says NotFound: asked again a few times before
-    /// the message counts as absent. Other errors are retried through
+    /// the message counts as absent (for as long as other errors when the
+    /// message is known to exist). Other errors are retried through
     /// elections, for `PUBLISH_PATIENCE`.
-    async fn message(&self, position: u64) -> Result<Option<StreamMessage>> {
+    async fn message(&self, position: u64, exists: bool) -> Result<Option<StreamMessage>> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let give_up = Instant::now() + PUBLISH_PATIENCE;
         let mut absent = 0;
@@ -160,7 +161,7 @@ impl Stream {
                 Ok(message) => return Ok(Some(message)),
                 Err(error) if error.kind() == DirectGetErrorKind::NotFound => {
                     absent += 1;
-                    if absent >= 3 {
+                    if absent >= 3 && (!exists || Instant::now() >= give_up) {
                         return Ok(None);
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -271,10 +272,17 @@ impl Stream {
         }
     }
 
-    async fn fetch_async(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>> {
+    /// Up to `limit` messages after `position`; with `through`, every
+    /// message up to that position is known to exist.
+    async fn fetch_async(
+        &self,
+        position: u64,
+        limit: usize,
+        through: u64,
+    ) -> Result<Vec<LogMessage>> {
         let mut messages = Vec::new();
         for next in position + 1..=position + limit as u64 {
-            let Some(raw) = self.message(next).await? else {
+            let Some(raw) = self.message(next, next <= through).await? else {
                 break;
             };
             messages.push(decode_raw(next, &raw)?);
@@ -297,7 +305,7 @@ impl Stream {
         while low <= high {
             let middle = low + (high - low) / 2;
             let raw = self
-                .message(middle)
+                .message(middle, true)
                 .await?
                 .ok_or_else(|| Error::DataLoss(format!("the stream has no message {middle}")))?;
             let (first, last) = seqs_of(middle, Some(&raw.headers))?;
@@ -361,7 +369,13 @@ impl Sequencer for Stream {
     }
 
     fn fetch(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>> {
-        self.runtime.block_on(self.fetch_async(position, limit))
+        self.runtime.block_on(self.fetch_async(position, limit, 0))
+    }
+
+    fn fetch_through(&self, position: u64, through: u64) -> Result<Vec<LogMessage>> {
+        let limit = through.saturating_sub(position) as usize;
+        self.runtime
+            .block_on(self.fetch_async(position, limit, through))
     }
 
     fn last_position(&self) -> Result<u64> {

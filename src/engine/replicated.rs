@@ -63,11 +63,15 @@ pub(super) fn run_replicated(
         let mut appends = Vec::new();
         for job in taken {
             match job {
-                Job::Apply(message) => {
-                    if let Err(error) = writer.apply_through(message) {
-                        writer.fail(&error);
+                Job::Apply(message) => match writer.apply_through(message) {
+                    Ok(()) => {}
+                    // The stream out of reach while filling a gap: the
+                    // follower's watchdog starts again from the view.
+                    Err(Error::Unavailable(why)) => {
+                        tracing::warn!(%why, "a message of the log could not be applied yet");
                     }
-                }
+                    Err(error) => writer.fail(&error),
+                },
                 Job::Append(job) => appends.push(Waiting {
                     job,
                     current: false,
@@ -299,17 +303,17 @@ impl Replicated {
     /// skipped over; one the view holds already is ignored.
     fn apply_through(&mut self, message: LogMessage) -> Result<()> {
         self.refuse_if_failed()?;
-        while self.position() + 1 < message.position {
-            let before = self.position();
-            for missed in self.sequencer.fetch(before, FETCH)? {
-                if missed.position < message.position {
-                    self.apply(missed)?;
-                }
+        if self.position() + 1 < message.position {
+            let missed = self
+                .sequencer
+                .fetch_through(self.position(), message.position - 1)?;
+            for missed in missed {
+                self.apply(missed)?;
             }
-            if self.position() == before {
+            if self.position() + 1 < message.position {
                 return Err(Error::DataLoss(format!(
                     "the log has no message {} (message {} arrived)",
-                    before + 1,
+                    self.position() + 1,
                     message.position
                 )));
             }
@@ -377,3 +381,7 @@ impl Replicated {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "replicated_tests.rs"]
+mod tests;

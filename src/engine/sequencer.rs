@@ -57,6 +57,11 @@ pub trait Sequencer: Send + Sync + 'static {
     /// the log's end.
     fn fetch(&self, position: u64, limit: usize) -> Result<Vec<LogMessage>>;
 
+    /// The messages after `position` up to `through`, which the log is
+    /// known to hold (a copy that lags is waited for, not taken for the
+    /// end).
+    fn fetch_through(&self, position: u64, through: u64) -> Result<Vec<LogMessage>>;
+
     /// The position of the log's last message.
     fn last_position(&self) -> Result<u64>;
 
