@@ -185,6 +185,21 @@ async fn a_killed_node_catches_up_from_its_last_message() {
     let last = crate::common::last_seq(&mut ca).await;
     let log = same_log(&mut ca, &mut cb, last).await;
     audit(&log, &acknowledged);
+
+    // A stopped node's view is a data directory like any other: verify
+    // and rebuild-indexes work on it, and it serves again after them.
+    b.kill();
+    for command in ["verify", "rebuild-indexes"] {
+        let output = std::process::Command::new(crate::common::BINARY)
+            .args([command, "--data-dir"])
+            .arg(&b.data_dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{command}: {output:?}");
+    }
+    b.restart();
+    let mut cb = b.client().await;
+    assert_eq!(same_log(&mut ca, &mut cb, last).await, log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
