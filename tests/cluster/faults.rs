@@ -123,6 +123,7 @@ async fn killing_the_stream_leader_loses_no_acknowledged_append() {
             .await
             .expect("the stream has a leader");
         let before = crate::common::last_seq(&mut ca).await;
+        let killed = Instant::now();
         nats.kill(leader);
         // Appends continue once a new leader is elected.
         eventually(
@@ -134,6 +135,10 @@ async fn killing_the_stream_leader_loses_no_acknowledged_append() {
             },
         )
         .await;
+        eprintln!(
+            "appends resumed {:?} after the leader n{leader} was killed",
+            killed.elapsed()
+        );
         nats.start_server(leader);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -249,6 +254,7 @@ async fn a_view_resumes_within_30_s_when_its_consumers_server_dies() {
     }
     let log = same_log(&mut ca, &mut cb, last).await;
     let resumed = killed.elapsed();
+    eprintln!("both views held the appends {resumed:?} after n{host} was killed");
     assert!(
         resumed < Duration::from_secs(30),
         "the views resumed after {resumed:?}"
