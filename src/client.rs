@@ -264,6 +264,41 @@ impl Client {
         Ok(self.inner.subscribe(request).await?.into_inner())
     }
 
+    /// A standing GetEntity: the answer as of `from_seq` (0: now), then
+    /// each answer an appended event changes at `at`.
+    pub async fn watch_entity(
+        &mut self,
+        id: &str,
+        at: &str,
+        from_seq: u64,
+    ) -> Result<Streaming<proto::WatchEntityResponse>, Status> {
+        let request = proto::WatchEntityRequest {
+            id: id.to_string(),
+            at: at.to_string(),
+            from_seq,
+        };
+        Ok(self.inner.watch_entity(request).await?.into_inner())
+    }
+
+    /// A standing ListRelations, as `watch_entity`.
+    pub async fn watch_relations(
+        &mut self,
+        entity: &str,
+        counterpart: &str,
+        kind: &str,
+        at: &str,
+        from_seq: u64,
+    ) -> Result<Streaming<proto::WatchRelationsResponse>, Status> {
+        let request = proto::WatchRelationsRequest {
+            entity: entity.to_string(),
+            counterpart: counterpart.to_string(),
+            kind: kind.to_string(),
+            at: at.to_string(),
+            from_seq,
+        };
+        Ok(self.inner.watch_relations(request).await?.into_inner())
+    }
+
     pub async fn entity(
         &mut self,
         id: &str,

@@ -50,6 +50,8 @@ named!(
     ListEventsResponse,
     DiffResponse,
     CountEventsResponse,
+    WatchEntityResponse,
+    WatchRelationsResponse,
 );
 
 /// Proto3 JSON of `message`, with the .proto's field names.

@@ -65,6 +65,9 @@ pub struct ServerLimits {
     pub deadline: Duration,
     /// Open Subscribe streams; one more gets RESOURCE_EXHAUSTED.
     pub max_subscribers: usize,
+    /// Open WatchEntity and WatchRelations streams; one more gets
+    /// RESOURCE_EXHAUSTED.
+    pub max_watches: usize,
     /// HTTP/2 streams (calls) one connection may have open at once.
     pub max_streams_per_connection: u32,
 }
@@ -75,6 +78,7 @@ impl Default for ServerLimits {
             max_in_flight: 512,
             deadline: Duration::from_secs(30),
             max_subscribers: 1024,
+            max_watches: 4096,
             max_streams_per_connection: 256,
         }
     }
@@ -327,6 +331,7 @@ async fn routes(
         .expect("the compiled descriptors are valid");
     let service = Service::new(db, stopping)
         .with_max_subscribers(config.limits.max_subscribers)
+        .with_max_watches(config.limits.max_watches)
         .with_view_wait(config.limits.deadline);
     let timeline = TimelineServiceServer::new(service)
         .accept_compressed(CompressionEncoding::Gzip)

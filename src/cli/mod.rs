@@ -21,6 +21,7 @@ mod local;
 mod print;
 mod trend;
 mod trust;
+mod watch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -210,6 +211,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Events of an entity (or a dyad) counted per day, month or year.
     Trend(trend::TrendArgs),
+    /// A standing query: an entity's answer at a time, then each change to it
+    /// (back-dated events and corrections included), until Ctrl-C.
+    Watch(watch::WatchArgs),
     /// Append events from a file of proto3 JSON lines ("-" for stdin).
     Append {
         file: PathBuf,
@@ -338,6 +342,7 @@ async fn execute(cli: Cli) -> Outcome {
         | Command::Restore { .. } => unreachable!("handled above"),
         Command::Import(args) => return import::run(Some(&mut client), args, json).await,
         Command::Trend(args) => return trend::run(&mut client, args, json).await,
+        Command::Watch(args) => return watch::run(&mut client, args, json).await,
         Command::Export { out } => {
             let mut lines = String::new();
             let last = client

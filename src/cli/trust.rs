@@ -52,6 +52,15 @@ pub struct TrustArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     max_subscribers: u32,
+    /// WatchEntity and WatchRelations streams open at once; one more gets
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "ANNALS_MAX_WATCHES",
+        default_value_t = ServerLimits::default().max_watches as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_watches: u32,
     /// HTTP/2 streams (calls) one connection may have open at once.
     #[arg(
         long,
@@ -78,6 +87,7 @@ impl TrustArgs {
             max_in_flight: self.max_in_flight as usize,
             deadline: std::time::Duration::from_secs(self.deadline_secs),
             max_subscribers: self.max_subscribers as usize,
+            max_watches: self.max_watches as usize,
             max_streams_per_connection: self.max_streams_per_connection,
         };
         config.check_exposure()?;

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 mod fields;
+mod standing;
 use fields::*;
 
 /// Largest request the service takes; larger ones are RESOURCE_EXHAUSTED.
@@ -74,6 +75,9 @@ pub struct Service {
     /// One permit per open subscription; none left means RESOURCE_EXHAUSTED.
     subscribers: Arc<Semaphore>,
     max_subscribers: usize,
+    /// One permit per open watch (WatchEntity, WatchRelations).
+    watches: Arc<Semaphore>,
+    max_watches: usize,
     /// The longest a read waits for the view to reach its `as_of_seq`
     /// (cluster mode); a client's shorter `grpc-timeout` wins.
     view_wait: Duration,
@@ -91,8 +95,26 @@ impl Service {
             shutdown,
             subscribers: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            watches: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
+            max_watches: DEFAULT_MAX_SUBSCRIBERS,
             view_wait: Duration::from_secs(30),
         }
+    }
+
+    /// Caps the watches open at once (each holds a task and a channel).
+    pub fn with_max_watches(mut self, max_watches: usize) -> Service {
+        self.watches = Arc::new(Semaphore::new(max_watches));
+        self.max_watches = max_watches;
+        self
+    }
+
+    fn watch_permit(&self) -> std::result::Result<OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.watches).try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "{} watches are open, the server's limit (--max-watches); close one or retry later",
+                self.max_watches
+            ))
+        })
     }
 
     /// Sets how long a read may wait for its `as_of_seq` (the server's
@@ -251,6 +273,124 @@ impl TimelineService for Service {
             request.from_seq.max(1),
             entity,
             kind,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    type WatchEntityStream = Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = std::result::Result<proto::WatchEntityResponse, Status>>
+                + Send,
+        >,
+    >;
+
+    async fn watch_entity(
+        &self,
+        request: Request<proto::WatchEntityRequest>,
+    ) -> Result<Self::WatchEntityStream> {
+        let request = request.into_inner();
+        if request.id.is_empty() {
+            return Err(Error::invalid("id", "name the entity (id or alias)").into());
+        }
+        let at = at_instant("at", &request.at)?;
+        let id = self
+            .db
+            .read(0, |snapshot| resolve(snapshot, "id", &request.id))??;
+        let from = standing::start(&self.db, request.from_seq)?;
+        let permit = self.watch_permit()?;
+        let (sender, receiver) = standing::channel();
+        let interest = standing::Interest {
+            entities: vec![id.clone()],
+        };
+        let answer = move |db: &Database, as_of: u64| {
+            db.read(as_of, |snapshot| {
+                Ok::<_, Error>(proto::GetEntityResponse {
+                    entity: snapshot.entity(&id),
+                    attributes: snapshot.attributes(&id, at)?,
+                    relations: snapshot.relations(Some(&id), None, None, at)?,
+                })
+            })?
+        };
+        let wrap = |answer: &proto::GetEntityResponse, seq: u64, event_id: &str| {
+            proto::WatchEntityResponse {
+                answer: Some(answer.clone()),
+                seq,
+                event_id: event_id.to_string(),
+            }
+        };
+        tokio::spawn(standing::run(
+            permit,
+            self.db.clone(),
+            from,
+            interest,
+            answer,
+            wrap,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    type WatchRelationsStream = Pin<
+        Box<
+            dyn tokio_stream::Stream<
+                    Item = std::result::Result<proto::WatchRelationsResponse, Status>,
+                > + Send,
+        >,
+    >;
+
+    async fn watch_relations(
+        &self,
+        request: Request<proto::WatchRelationsRequest>,
+    ) -> Result<Self::WatchRelationsStream> {
+        let request = request.into_inner();
+        let at = at_instant("at", &request.at)?;
+        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
+        let (entity, counterpart) = self.db.read(0, |snapshot| {
+            let entity = optional(&request.entity)
+                .map(|name| resolve(snapshot, "entity", name))
+                .transpose()?;
+            let counterpart = optional(&request.counterpart)
+                .map(|name| resolve(snapshot, "counterpart", name))
+                .transpose()?;
+            // With a counterpart alone, its relations with anyone.
+            Ok::<_, Error>(match (entity, counterpart) {
+                (None, Some(counterpart)) => (Some(counterpart), None),
+                pair => pair,
+            })
+        })??;
+        let from = standing::start(&self.db, request.from_seq)?;
+        let permit = self.watch_permit()?;
+        let (sender, receiver) = standing::channel();
+        let interest = standing::Interest {
+            entities: entity.iter().chain(&counterpart).cloned().collect(),
+        };
+        let answer = move |db: &Database, as_of: u64| {
+            db.read(as_of, |snapshot| {
+                snapshot.relations(
+                    entity.as_deref(),
+                    counterpart.as_deref(),
+                    kind.as_deref(),
+                    at,
+                )
+            })?
+        };
+        let wrap = |relations: &Vec<proto::Relation>, seq: u64, event_id: &str| {
+            proto::WatchRelationsResponse {
+                relations: relations.clone(),
+                seq,
+                event_id: event_id.to_string(),
+            }
+        };
+        tokio::spawn(standing::run(
+            permit,
+            self.db.clone(),
+            from,
+            interest,
+            answer,
+            wrap,
             sender,
             self.shutdown.clone(),
         ));

@@ -181,17 +181,28 @@ impl Nats {
         async_nats::jetstream::new(client)
     }
 
-    /// The number of the server that leads `stream` now.
+    /// The number of the server that leads `stream` now, waiting (up to
+    /// 30 s) while it has none or the servers do not answer.
     pub async fn stream_leader(&self, stream: &str) -> Option<usize> {
         let context = self.jetstream().await;
-        let info = context
-            .get_stream(stream)
-            .await
-            .ok()?
-            .get_info()
-            .await
-            .ok()?;
-        server_number(info.cluster?.leader?.as_str())
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            let leader = async {
+                let info = context
+                    .get_stream(stream)
+                    .await
+                    .ok()?
+                    .get_info()
+                    .await
+                    .ok()?;
+                server_number(info.cluster?.leader?.as_str())
+            };
+            if let Some(leader) = leader.await {
+                return Some(leader);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
     }
 
     /// The numbers of the servers hosting the stream's consumers (a node's
