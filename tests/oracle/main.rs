@@ -11,6 +11,7 @@ mod common;
 mod compare;
 mod history;
 mod replay;
+mod watches;
 
 use annals::engine::{Database, Limits};
 use annals::query::{EventFilter, Window};
