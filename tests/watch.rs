@@ -250,3 +250,62 @@ async fn shutdown_ends_watches_with_unavailable() {
     }
     stopping.await.unwrap();
 }
+
+// The test thread blocks on the CLI's output: the server needs workers of
+// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annals_watch_prints_the_answer_then_each_change() {
+    use std::io::{BufRead, BufReader};
+    let server = TestServer::seeded().await;
+    let mut child = std::process::Command::new(common::BINARY)
+        .args([
+            "--server",
+            &server.url(),
+            "watch",
+            "north-korea",
+            "--at",
+            "1951-06-01",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |needle: &str| {
+        let mut seen = Vec::new();
+        loop {
+            let line = received
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no line with {needle:?} in {seen:#?}"));
+            if line.contains(needle) {
+                return line;
+            }
+            seen.push(line);
+        }
+    };
+    wait_for("as of seq");
+    wait_for("at_war");
+    let mut client = server.client().await;
+    let appended = client
+        .append(vec![trade("cli-1950", "borduria", "1950-03")], None)
+        .await
+        .unwrap();
+    let header = wait_for("(event cli-1950)");
+    assert!(header.contains(&appended.last_seq.to_string()), "{header}");
+    let change = wait_for("begun");
+    assert!(
+        change.contains("trade") && change.contains("borduria"),
+        "{change}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    server.stop().await;
+}
