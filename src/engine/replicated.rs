@@ -128,10 +128,12 @@ impl Replicated {
     }
 
     /// Validates the appends in order against the view, publishes the
-    /// accepted ones pipelined, applies those the log placed, and goes
-    /// round again with the rest: after catching up when another node took
-    /// the position, or once to re-check an append the view refused while
-    /// it may have been behind.
+    /// accepted ones one after another, applies those the log placed, and
+    /// goes round again with the rest: after catching up when another node
+    /// took the position, or once to re-check an append the view refused
+    /// while it may have been behind. An append refused in a round where an
+    /// earlier one was not placed is validated again too (its refusal may
+    /// have rested on that one).
     fn append_all(&mut self, mut waiting: Vec<Waiting>) {
         for _ in 0..MAX_ATTEMPTS {
             if waiting.is_empty() {
@@ -232,12 +234,17 @@ impl Replicated {
                     for each in rest.drain(..) {
                         self.answer(each.waiting, Err(Error::Unavailable(message.clone())));
                     }
-                    for (each, error) in refused.drain(..) {
-                        self.answer(each, Err(error));
+                    for (each, _) in refused.drain(..) {
+                        self.answer(each, Err(Error::Unavailable(message.clone())));
                     }
                 }
             }
+            let unplaced = !rest.is_empty();
             waiting.extend(rest.into_iter().map(|each| each.waiting));
+            if unplaced {
+                // Validated again after the catch-up below.
+                waiting.extend(refused.drain(..).map(|(each, _)| each));
+            }
             // An append refused by a view that may be behind is checked
             // again once the view holds everything the stream has.
             let stale: Vec<(Waiting, Error)> = refused;
