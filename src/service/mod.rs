@@ -78,6 +78,8 @@ pub struct Service {
     /// One permit per open watch (WatchEntity, WatchRelations).
     watches: Arc<Semaphore>,
     max_watches: usize,
+    /// Reads the log once for every watch.
+    dispatcher: standing::Dispatcher,
     /// The longest a read waits for the view to reach its `as_of_seq`
     /// (cluster mode); a client's shorter `grpc-timeout` wins.
     view_wait: Duration,
@@ -97,6 +99,7 @@ impl Service {
             max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
             watches: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
             max_watches: DEFAULT_MAX_SUBSCRIBERS,
+            dispatcher: standing::Dispatcher::default(),
             view_wait: Duration::from_secs(30),
         }
     }
@@ -323,6 +326,7 @@ impl TimelineService for Service {
         tokio::spawn(standing::run(
             permit,
             self.db.clone(),
+            self.dispatcher.clone(),
             from,
             interest,
             answer,
@@ -387,6 +391,7 @@ impl TimelineService for Service {
         tokio::spawn(standing::run(
             permit,
             self.db.clone(),
+            self.dispatcher.clone(),
             from,
             interest,
             answer,
