@@ -29,6 +29,7 @@ mod trends_gate;
 mod trends_measure;
 mod trends_pg;
 mod trends_report;
+mod watches;
 mod workload;
 
 use clap::{Args, Parser, Subcommand};
@@ -131,6 +132,9 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// What 1,000 open watches cost appends, and how soon a change reaches
+    /// its watcher.
+    Watches(watches::WatchesArgs),
     /// Merge trends.sh's pgbench measurements into the trends results.
     TrendsReport {
         #[arg(long)]
@@ -233,6 +237,7 @@ fn main() -> ExitCode {
             command: &command,
         }),
         Some(Command::Trends(args)) => trends::run(args),
+        Some(Command::Watches(args)) => watches::run(args),
         Some(Command::GdeltGen { n, out }) => gdelt::command(n, &out),
         Some(Command::TrendsExpected {
             results,
