@@ -306,6 +306,7 @@ impl TimelineService for Service {
         let (sender, receiver) = standing::channel();
         let interest = standing::Interest {
             entities: vec![id.clone()],
+            at,
         };
         let answer = move |db: &Database, as_of: u64| {
             db.read(as_of, |snapshot| {
@@ -370,6 +371,7 @@ impl TimelineService for Service {
         let (sender, receiver) = standing::channel();
         let interest = standing::Interest {
             entities: entity.iter().chain(&counterpart).cloned().collect(),
+            at,
         };
         let answer = move |db: &Database, as_of: u64| {
             db.read(as_of, |snapshot| {

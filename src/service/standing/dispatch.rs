@@ -3,9 +3,10 @@
 //! the entities it names (every watch, for a correction; the whole-graph
 //! watches, for everything).
 
-use super::names_of;
+use super::{earliest_change, names_of};
 use crate::engine::Database;
 use crate::proto;
+use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{watch, Notify};
@@ -16,6 +17,10 @@ const QUEUE: usize = 4096;
 /// Log entries read at once.
 const READ_BATCH: usize = 256;
 
+/// One entry a watch is told of: its seq, its event id and the earliest
+/// valid time it changes (`earliest_change`).
+pub(crate) type Told = (u64, String, Option<Instant>);
+
 /// What a watch is told: entries that may change its answer, in seq order.
 #[derive(Default)]
 pub(crate) struct Feed {
@@ -25,7 +30,7 @@ pub(crate) struct Feed {
 
 #[derive(Default)]
 struct FeedState {
-    queue: VecDeque<(u64, String)>,
+    queue: VecDeque<Told>,
     /// Set when the queue overflowed: the latest entry, all before it
     /// dropped (the watch folds them).
     overflowed: Option<(u64, String)>,
@@ -33,19 +38,19 @@ struct FeedState {
 
 /// What a watch takes from its feed at once.
 pub(crate) enum Taken {
-    Entries(Vec<(u64, String)>),
+    Entries(Vec<Told>),
     /// More than the queue holds arrived: only the latest.
     Latest(u64, String),
 }
 
 impl Feed {
-    fn push(&self, seq: u64, event_id: &str) {
+    fn push(&self, seq: u64, event_id: &str, earliest: Option<Instant>) {
         let mut state = self.state.lock().expect("feed lock");
         if state.overflowed.is_some() || state.queue.len() >= QUEUE {
             state.queue.clear();
             state.overflowed = Some((seq, event_id.to_string()));
         } else {
-            state.queue.push_back((seq, event_id.to_string()));
+            state.queue.push_back((seq, event_id.to_string(), earliest));
         }
         drop(state);
         self.notify.notify_one();
@@ -167,9 +172,10 @@ fn tell(registry: &mut Registry, entry: &proto::LogEntry) {
     let Some(event) = &entry.event else {
         return;
     };
+    let earliest = earliest_change(event);
     let push = |feeds: &[Weak<Feed>]| {
         for feed in feeds.iter().filter_map(Weak::upgrade) {
-            feed.push(entry.seq, &event.id);
+            feed.push(entry.seq, &event.id, earliest);
         }
     };
     // A correction withdraws another event's effects, about whomever.

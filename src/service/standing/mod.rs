@@ -22,6 +22,7 @@ pub(super) use dispatch::Dispatcher;
 use crate::engine::Database;
 use crate::error::{Error, Result};
 use crate::proto;
+use crate::time::{Instant, ValidTime};
 use dispatch::Taken;
 use std::ops::ControlFlow;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
@@ -41,6 +42,9 @@ const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 pub(super) struct Interest {
     /// Entities whose events can change the answer; empty: every event can.
     pub entities: Vec<String>,
+    /// The valid time watched: a change dated after it cannot change the
+    /// answer.
+    pub at: Instant,
 }
 
 impl Interest {
@@ -57,6 +61,33 @@ impl Interest {
         }
         self.entities.iter().any(|entity| names(event, entity))
     }
+}
+
+/// The earliest valid time of an event's effects, the time from which it
+/// can change an answer: `Instant::MIN` for a correction (it withdraws
+/// effects of any date), `None` for an event without effects (it changes
+/// no state).
+fn earliest_change(event: &proto::Event) -> Option<Instant> {
+    use proto::effect::Change;
+    if !event.corrects.is_empty() {
+        return Some(Instant::MIN);
+    }
+    let occurred = event.occurred.clone().unwrap_or_default();
+    event
+        .effects
+        .iter()
+        .map(|effect| {
+            let text = if !effect.at.is_empty() {
+                &effect.at
+            } else if matches!(effect.change, Some(Change::End(_))) && !occurred.end.is_empty() {
+                &occurred.end
+            } else {
+                &occurred.start
+            };
+            // A logged event's times parse; were one not to, it counts.
+            ValidTime::parse(text).map_or(Instant::MIN, |time| time.earliest())
+        })
+        .min()
 }
 
 /// Does a logged event name `entity`?
@@ -128,6 +159,7 @@ pub(super) async fn run<A, R, F, W>(
         return;
     }
     let mut watch = Watch {
+        at: interest.at,
         db,
         answer,
         wrap,
@@ -155,8 +187,13 @@ pub(super) async fn run<A, R, F, W>(
                 break;
             }
             if interest.touches(&entry) {
-                let event_id = entry.event.map(|event| event.id).unwrap_or_default();
-                if watch.consider(entry.seq, event_id).await.is_break() {
+                let Some(event) = entry.event else { continue };
+                let earliest = earliest_change(&event);
+                if watch
+                    .consider(entry.seq, event.id, earliest)
+                    .await
+                    .is_break()
+                {
                     return;
                 }
             }
@@ -165,8 +202,8 @@ pub(super) async fn run<A, R, F, W>(
     loop {
         match feed.take() {
             Some(Taken::Entries(entries)) => {
-                for (seq, event_id) in entries {
-                    if watch.consider(seq, event_id).await.is_break() {
+                for (seq, event_id, earliest) in entries {
+                    if watch.consider(seq, event_id, earliest).await.is_break() {
                         return;
                     }
                 }
@@ -202,6 +239,7 @@ fn unavailable<R>() -> std::result::Result<R, Status> {
 
 /// A running watch: its last answer, and whether it is folding.
 struct Watch<A, R, F, W> {
+    at: Instant,
     db: Database,
     answer: F,
     wrap: W,
@@ -228,11 +266,20 @@ where
 {
     /// An entry that may change the answer: answered again as of it, and
     /// sent when the answer changed (or noted, while folding).
-    async fn consider(&mut self, seq: u64, event_id: String) -> ControlFlow<()> {
+    async fn consider(
+        &mut self,
+        seq: u64,
+        event_id: String,
+        earliest: Option<Instant>,
+    ) -> ControlFlow<()> {
         if seq <= self.through {
             return ControlFlow::Continue(());
         }
         self.through = seq;
+        // Only a change dated at or before `at` can change the answer there.
+        if earliest.is_none_or(|earliest| earliest > self.at) {
+            return ControlFlow::Continue(());
+        }
         if self.folding {
             self.latest = Some((seq, event_id));
             return ControlFlow::Continue(());
@@ -368,6 +415,7 @@ mod tests {
             from,
             Interest {
                 entities: vec!["x".into()],
+                at: Instant::MAX,
             },
             answer,
             wrap,
