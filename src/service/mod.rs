@@ -4,7 +4,6 @@
 
 use crate::engine::{wire_entry, Database};
 use crate::error::Error;
-use crate::model::Event;
 use crate::page;
 use crate::proto::timeline_service_server::TimelineService;
 use crate::proto::{self, get_event_request::Selector};
@@ -14,14 +13,17 @@ use crate::wire::RelationWriter;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 mod fields;
 mod standing;
+mod subscribe;
+mod view;
 use fields::*;
+use subscribe::follow;
 
 /// Largest request the service takes; larger ones are RESOURCE_EXHAUSTED.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -109,49 +111,6 @@ impl Service {
         self.watches = Arc::new(Semaphore::new(max_watches));
         self.max_watches = max_watches;
         self
-    }
-
-    fn watch_permit(&self) -> std::result::Result<OwnedSemaphorePermit, Error> {
-        Arc::clone(&self.watches).try_acquire_owned().map_err(|_| {
-            Error::ResourceExhausted(format!(
-                "{} watches are open, the server's limit (--max-watches); close one or retry later",
-                self.max_watches
-            ))
-        })
-    }
-
-    /// Sets how long a read may wait for its `as_of_seq` (the server's
-    /// deadline).
-    pub fn with_view_wait(mut self, wait: Duration) -> Service {
-        self.view_wait = wait;
-        self
-    }
-
-    /// How long this call may wait for the view: most of its deadline.
-    fn wait_budget(&self, metadata: &tonic::metadata::MetadataMap) -> Duration {
-        let asked = metadata
-            .get("grpc-timeout")
-            .and_then(|value| value.to_str().ok())
-            .and_then(grpc_timeout);
-        let deadline = asked.map_or(self.view_wait, |asked| asked.min(self.view_wait));
-        deadline.mul_f64(0.9)
-    }
-
-    /// In cluster mode, waits (within `wait`) until this node's view holds
-    /// `as_of_seq`, so that a client reads its own write on any node; then
-    /// UNAVAILABLE. A single node answers at once (the read refuses a seq
-    /// beyond the log).
-    async fn view_at(&self, as_of_seq: u64, wait: Duration) -> std::result::Result<(), Status> {
-        if !self.db.is_replicated() || as_of_seq <= self.db.last_seq() {
-            return Ok(());
-        }
-        let last = self.db.reach(as_of_seq, wait).await;
-        if last < as_of_seq {
-            return Err(Status::unavailable(format!(
-                "this node's view holds the log up to seq {last}; seq {as_of_seq} did not reach it within {wait:.1?} (another node may be ahead, or the stream unreachable)"
-            )));
-        }
-        Ok(())
     }
 
     /// Caps the subscriptions open at once: each holds a task and a
@@ -293,49 +252,8 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::WatchEntityRequest>,
     ) -> Result<Self::WatchEntityStream> {
-        let request = request.into_inner();
-        if request.id.is_empty() {
-            return Err(Error::invalid("id", "name the entity (id or alias)").into());
-        }
-        let at = at_instant("at", &request.at)?;
-        let id = self
-            .db
-            .read(0, |snapshot| resolve(snapshot, "id", &request.id))??;
-        let from = standing::start(&self.db, request.from_seq)?;
-        let permit = self.watch_permit()?;
-        let (sender, receiver) = standing::channel();
-        let interest = standing::Interest {
-            entities: vec![id.clone()],
-            at,
-        };
-        let answer = move |db: &Database, as_of: u64| {
-            db.read(as_of, |snapshot| {
-                Ok::<_, Error>(proto::GetEntityResponse {
-                    entity: snapshot.entity(&id),
-                    attributes: snapshot.attributes(&id, at)?,
-                    relations: snapshot.relations(Some(&id), None, None, at)?,
-                })
-            })?
-        };
-        let wrap = |answer: &proto::GetEntityResponse, seq: u64, event_id: &str| {
-            proto::WatchEntityResponse {
-                answer: Some(answer.clone()),
-                seq,
-                event_id: event_id.to_string(),
-            }
-        };
-        tokio::spawn(standing::run(
-            permit,
-            self.db.clone(),
-            self.dispatcher.clone(),
-            from,
-            interest,
-            answer,
-            wrap,
-            sender,
-            self.shutdown.clone(),
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let stream = self.start_watch_entity(request.into_inner())?;
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type WatchRelationsStream = Pin<
@@ -350,58 +268,8 @@ impl TimelineService for Service {
         &self,
         request: Request<proto::WatchRelationsRequest>,
     ) -> Result<Self::WatchRelationsStream> {
-        let request = request.into_inner();
-        let at = at_instant("at", &request.at)?;
-        let kind = optional_kind("kind", &request.kind)?.map(str::to_string);
-        let (entity, counterpart) = self.db.read(0, |snapshot| {
-            let entity = optional(&request.entity)
-                .map(|name| resolve(snapshot, "entity", name))
-                .transpose()?;
-            let counterpart = optional(&request.counterpart)
-                .map(|name| resolve(snapshot, "counterpart", name))
-                .transpose()?;
-            // With a counterpart alone, its relations with anyone.
-            Ok::<_, Error>(match (entity, counterpart) {
-                (None, Some(counterpart)) => (Some(counterpart), None),
-                pair => pair,
-            })
-        })??;
-        let from = standing::start(&self.db, request.from_seq)?;
-        let permit = self.watch_permit()?;
-        let (sender, receiver) = standing::channel();
-        let interest = standing::Interest {
-            entities: entity.iter().chain(&counterpart).cloned().collect(),
-            at,
-        };
-        let answer = move |db: &Database, as_of: u64| {
-            db.read(as_of, |snapshot| {
-                snapshot.relations(
-                    entity.as_deref(),
-                    counterpart.as_deref(),
-                    kind.as_deref(),
-                    at,
-                )
-            })?
-        };
-        let wrap = |relations: &Vec<proto::Relation>, seq: u64, event_id: &str| {
-            proto::WatchRelationsResponse {
-                relations: relations.clone(),
-                seq,
-                event_id: event_id.to_string(),
-            }
-        };
-        tokio::spawn(standing::run(
-            permit,
-            self.db.clone(),
-            self.dispatcher.clone(),
-            from,
-            interest,
-            answer,
-            wrap,
-            sender,
-            self.shutdown.clone(),
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let stream = self.start_watch_relations(request.into_inner())?;
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_entity(
@@ -714,84 +582,4 @@ impl TimelineService for Service {
         })??;
         Ok(Response::new(proto::DiffResponse { changes }))
     }
-}
-
-/// Feeds one subscription: the log from `next` on, then each new entry as
-/// it becomes durable. It reads the log itself rather than buffering
-/// appends, so a slow subscriber holds at most one channel of entries and
-/// never slows a writer; and since it walks seqs one by one it can neither
-/// skip nor repeat one. `_permit` counts it among the open subscriptions
-/// until it ends.
-async fn follow(
-    _permit: OwnedSemaphorePermit,
-    db: Database,
-    mut next: u64,
-    entity: Option<String>,
-    kind: Option<String>,
-    sender: mpsc::Sender<std::result::Result<proto::SubscribeResponse, Status>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    const READ_BATCH: usize = 256;
-    let mut durable = db.watch_last_seq();
-    loop {
-        let last = *durable.borrow_and_update();
-        while next <= last {
-            let entries = match db.read_log(next, READ_BATCH, false) {
-                Ok(entries) if !entries.is_empty() => entries,
-                Ok(_) => break,
-                Err(error) => {
-                    let _ = sender.send(Err(error.into())).await;
-                    return;
-                }
-            };
-            for entry in entries {
-                next = entry.seq + 1;
-                if !wanted(&entry, entity.as_deref(), kind.as_deref()) {
-                    continue;
-                }
-                let response = proto::SubscribeResponse { entry: Some(entry) };
-                tokio::select! {
-                    sent = sender.send(Ok(response)) => if sent.is_err() { return },
-                    _ = shutdown.wait_for(|stopping| *stopping) => {
-                        let _ = sender.try_send(Err(Status::unavailable("the server is shutting down")));
-                        return;
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            changed = durable.changed() => if changed.is_err() { return },
-            _ = shutdown.wait_for(|stopping| *stopping) => {
-                let _ = sender.try_send(Err(Status::unavailable("the server is shutting down")));
-                return;
-            }
-            _ = sender.closed() => return,
-        }
-    }
-}
-
-/// Does a log entry pass a subscription's filters?
-fn wanted(entry: &proto::LogEntry, entity: Option<&str>, kind: Option<&str>) -> bool {
-    let Some(event) = &entry.event else {
-        return false;
-    };
-    kind.is_none_or(|kind| event.kind == kind)
-        && entity.is_none_or(|entity| {
-            Event::from_proto(event).is_ok_and(|parsed| parsed.entities().contains(&entity))
-        })
-}
-
-/// A `grpc-timeout` value (digits and a unit: H, M, S, m, u, n).
-fn grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
 }

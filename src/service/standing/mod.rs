@@ -16,6 +16,7 @@
 //! never a wrong or skipped latest state).
 
 mod dispatch;
+mod requests;
 
 pub(super) use dispatch::Dispatcher;
 
