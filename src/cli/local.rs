@@ -40,6 +40,29 @@ pub fn verify(data_dir: &std::path::Path) -> Outcome {
     Err(format!("{} faults found", report.fault_count))
 }
 
+/// `annals restore FILE`: an export into an empty data directory, or with
+/// `--log` into an empty stream (the data directory its first view).
+pub async fn restore(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    log: &super::LogArgs,
+) -> Outcome {
+    let text = read_input(file)?;
+    let log = log.config().map_err(|error| error.to_string())?;
+    let last = crate::ops::import(data_dir, &text, log.as_ref())
+        .await
+        .map_err(|error| error.to_string())?;
+    match &log {
+        None => println!("restored {last} log entries into {}", data_dir.display()),
+        Some(log) => println!(
+            "restored {last} log entries into the stream {} (a view of it in {})",
+            log.stream,
+            data_dir.display()
+        ),
+    }
+    Ok(())
+}
+
 pub async fn serve(config: Config) -> Outcome {
     use tracing_subscriber::EnvFilter;
     let _ = tracing_subscriber::fmt()

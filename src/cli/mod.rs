@@ -8,7 +8,7 @@ use crate::proto;
 use crate::server::Config;
 use clap::{Parser, Subcommand};
 use cluster::LogArgs;
-use local::{read_input, serve, verify};
+use local::{read_input, restore, serve, verify};
 use print::*;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -302,22 +302,7 @@ async fn execute(cli: Cli) -> Outcome {
             file,
             data_dir,
             log,
-        } => {
-            let text = read_input(file)?;
-            let log = log.config().map_err(|error| error.to_string())?;
-            let last = crate::ops::import(data_dir, &text, log.as_ref())
-                .await
-                .map_err(|error| error.to_string())?;
-            match &log {
-                None => println!("restored {last} log entries into {}", data_dir.display()),
-                Some(log) => println!(
-                    "restored {last} log entries into the stream {} (a view of it in {})",
-                    log.stream,
-                    data_dir.display()
-                ),
-            }
-            return Ok(());
-        }
+        } => return restore(file, data_dir, log).await,
         _ => {}
     }
     let ca_cert = match &cli.ca_cert {

@@ -208,13 +208,6 @@ impl Database {
         expected_last_seq: Option<u64>,
         recorded_at: Vec<i64>,
     ) -> Result<Appended> {
-        let sender = self
-            .shared
-            .jobs
-            .lock()
-            .expect("jobs lock")
-            .clone()
-            .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
         let job = Job::Append(AppendJob {
             events,
@@ -222,10 +215,7 @@ impl Database {
             recorded_at,
             reply,
         });
-        sender
-            .send(job)
-            .await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        self.send(job).await?;
         answer
             .await
             .map_err(|_| Error::Unavailable("the writer stopped before answering".into()))?
@@ -234,17 +224,20 @@ impl Database {
     /// Hands a message of the replicated log to the writer, which applies
     /// it unless the view holds it already (cluster mode).
     pub async fn deliver(&self, message: LogMessage) -> Result<()> {
+        self.send(Job::Apply(message)).await
+    }
+
+    /// Hands a job to the writer (UNAVAILABLE once it is closing).
+    async fn send(&self, job: Job) -> Result<()> {
+        let closing = || Error::Unavailable("the server is shutting down".into());
         let sender = self
             .shared
             .jobs
             .lock()
             .expect("jobs lock")
             .clone()
-            .ok_or_else(|| Error::Unavailable("the server is shutting down".into()))?;
-        sender
-            .send(Job::Apply(message))
-            .await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))
+            .ok_or_else(closing)?;
+        sender.send(job).await.map_err(|_| closing())
     }
 
     /// The position in the replicated log of the last message the view

@@ -39,29 +39,35 @@ async fn keep_appending(
     let mut number = 0;
     while !stop.load(Ordering::SeqCst) {
         let events = batch(writer, number);
-        let give_up = Instant::now() + Duration::from_secs(60);
-        loop {
-            match client.append(events.clone(), None).await {
-                Ok(_) => {
-                    acknowledged.extend(events.iter().map(|event| event.id.clone()));
-                    break;
-                }
-                Err(status)
-                    if status.code() == Code::Unavailable
-                        || status.code() == Code::DeadlineExceeded =>
-                {
-                    assert!(
-                        Instant::now() < give_up,
-                        "appends did not resume: {status:?}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(status) => panic!("an append was refused: {status:?}"),
-            }
-        }
+        answered(&mut client, events.clone(), Duration::from_secs(60)).await;
+        acknowledged.extend(events.into_iter().map(|event| event.id));
         number += 1;
     }
     acknowledged
+}
+
+/// Appends `events`, re-sent with the same ids while the answer is
+/// UNAVAILABLE or DEADLINE_EXCEEDED (an election, an outage), for at most
+/// `limit`; any other refusal fails the test.
+async fn answered(
+    client: &mut Client,
+    events: Vec<proto::Event>,
+    limit: Duration,
+) -> proto::AppendResponse {
+    let give_up = Instant::now() + limit;
+    loop {
+        match client.append(events.clone(), None).await {
+            Ok(answer) => return answer,
+            Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                assert!(
+                    Instant::now() < give_up,
+                    "appends did not resume within {limit:?}: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("an append was refused: {status:?}"),
+        }
+    }
 }
 
 /// Checks a log after the faults: every acknowledged id once, each batch
@@ -229,27 +235,13 @@ async fn a_view_resumes_within_30_s_when_its_consumers_server_dies() {
     // on both within 30 s of the kill.
     let mut last = 0;
     for (number, client) in [&mut ca, &mut cb].into_iter().enumerate() {
-        let give_up = Instant::now() + Duration::from_secs(25);
-        let answer = loop {
-            match client
-                .append(
-                    vec![event(
-                        &format!("after-{number}"),
-                        "note",
-                        "1951",
-                        vec![set("x", "n", "1")],
-                    )],
-                    None,
-                )
-                .await
-            {
-                Ok(answer) => break answer,
-                Err(status) if status.code() == Code::Unavailable && Instant::now() < give_up => {
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
-                Err(status) => panic!("{status:?}"),
-            }
-        };
+        let events = vec![event(
+            &format!("after-{number}"),
+            "note",
+            "1951",
+            vec![set("x", "n", "1")],
+        )];
+        let answer = answered(client, events, Duration::from_secs(25)).await;
         last = last.max(answer.last_seq);
     }
     let log = same_log(&mut ca, &mut cb, last).await;
@@ -303,25 +295,9 @@ async fn with_every_server_stopped_appends_are_unavailable_and_reads_go_on() {
     for number in 0..3 {
         nats.start_server(number);
     }
-    let give_up = Instant::now() + Duration::from_secs(60);
-    loop {
-        match ca
-            .append(
-                vec![event("after", "note", "1951", vec![set("china", "n", "2")])],
-                None,
-            )
-            .await
-        {
-            Ok(answer) => {
-                assert!(answer.last_seq > before.len() as u64);
-                break;
-            }
-            Err(status) if status.code() == Code::Unavailable && Instant::now() < give_up => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(status) => panic!("appends did not resume: {status:?}"),
-        }
-    }
+    let events = vec![event("after", "note", "1951", vec![set("china", "n", "2")])];
+    let answer = answered(&mut ca, events, Duration::from_secs(60)).await;
+    assert!(answer.last_seq > before.len() as u64);
     eventually(
         Duration::from_secs(30),
         "health reports SERVING again",

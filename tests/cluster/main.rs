@@ -99,6 +99,13 @@ async fn nodes_started_together_seed_once_and_serve_one_log() {
         .await
         .unwrap();
     assert_eq!(info.state.messages, 1, "one message per Append");
+    // The stream as DESIGN.md sets it up.
+    use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
+    let config = &info.config;
+    assert_eq!(config.num_replicas, 3);
+    assert_eq!(config.storage, StorageType::File);
+    assert_eq!(config.discard, DiscardPolicy::New);
+    assert!(config.deny_delete && config.deny_purge && config.allow_direct);
     eventually(
         Duration::from_secs(30),
         "both nodes report SERVING",
@@ -179,6 +186,31 @@ async fn nodes_started_together_seed_once_and_serve_one_log() {
         .unwrap()
         .unwrap();
     assert_eq!(seen.entry.unwrap().seq, next.last_seq);
+
+    // An append larger than the servers' max_payload (8 MB here) is
+    // RESOURCE_EXHAUSTED, and nothing of it is stored.
+    let large: Vec<proto::Event> = (0..2_300)
+        .map(|number| {
+            let mut event = event(
+                &format!("big-{number}"),
+                "note",
+                "1903",
+                vec![set("aland", "n", "1")],
+            );
+            event.summary = "x".repeat(4_000);
+            event
+        })
+        .collect();
+    let before = common::last_seq(&mut cb).await;
+    let refused = cb.append(large, None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_payload"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(common::last_seq(&mut cb).await, before);
+    assert!(cb.event("big-0").await.is_err());
 
     // A third node with an empty --data-dir builds its view from the stream.
     let c = Node::start(&nats, &dir.path().join("c"), &[]);

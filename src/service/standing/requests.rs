@@ -35,9 +35,6 @@ impl Service {
         let id = self
             .db
             .read(0, |snapshot| resolve(snapshot, "id", &request.id))??;
-        let from = start(&self.db, request.from_seq)?;
-        let permit = self.watch_permit()?;
-        let (sender, receiver) = channel();
         let interest = Interest {
             entities: vec![id.clone()],
             at,
@@ -58,18 +55,7 @@ impl Service {
                 event_id: event_id.to_string(),
             }
         };
-        tokio::spawn(run(
-            permit,
-            self.db.clone(),
-            self.dispatcher.clone(),
-            from,
-            interest,
-            answer,
-            wrap,
-            sender,
-            self.shutdown.clone(),
-        ));
-        Ok(ReceiverStream::new(receiver))
+        self.spawn_watch(request.from_seq, interest, answer, wrap)
     }
 
     pub(in crate::service) fn start_watch_relations(
@@ -91,9 +77,6 @@ impl Service {
                 pair => pair,
             })
         })??;
-        let from = start(&self.db, request.from_seq)?;
-        let permit = self.watch_permit()?;
-        let (sender, receiver) = channel();
         let interest = Interest {
             entities: entity.iter().chain(&counterpart).cloned().collect(),
             at,
@@ -115,6 +98,27 @@ impl Service {
                 event_id: event_id.to_string(),
             }
         };
+        self.spawn_watch(request.from_seq, interest, answer, wrap)
+    }
+
+    /// Starts the watch task of a resolved request: its first answer as of
+    /// `from_seq` (0: now), then its changes.
+    fn spawn_watch<A, R, F, W>(
+        &self,
+        from_seq: u64,
+        interest: Interest,
+        answer: F,
+        wrap: W,
+    ) -> std::result::Result<Stream<R>, Status>
+    where
+        A: PartialEq + Send + 'static,
+        R: Send + 'static,
+        F: Fn(&Database, u64) -> crate::error::Result<A> + Send + 'static,
+        W: Fn(&A, u64, &str) -> R + Send + 'static,
+    {
+        let from = start(&self.db, from_seq)?;
+        let permit = self.watch_permit()?;
+        let (sender, receiver) = channel();
         tokio::spawn(run(
             permit,
             self.db.clone(),
