@@ -17,6 +17,7 @@ use crate::store::LogStore;
 use crate::time::Instant;
 use crate::wire::{RelationFields, RelationWriter};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 mod events;
 pub use events::{Counted, EventFilter, Window};
@@ -161,7 +162,8 @@ impl<'a> Snapshot<'a> {
         part: Part,
         visit: &mut dyn FnMut(Name, History) -> Result<bool>,
     ) -> Result<()> {
-        self.timelines.walk(self.store, entity, part, None, visit)
+        self.timelines
+            .walk(self.store, entity, part, Bound::Unbounded, visit)
     }
 
     /// The change that decides one relation or attribute at Q: the last of
@@ -227,11 +229,15 @@ impl<'a> Snapshot<'a> {
         after: Option<&[u8]>,
         visit: &mut dyn FnMut(&Name, &History, &Change) -> Result<bool>,
     ) -> Result<()> {
+        if let (Some(other), Some(kind), None) = (counterpart, kind, after) {
+            return self.active_between(entity, other, kind, at, visit);
+        }
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.timelines.walk(
             self.store,
             entity,
             Part::Relations,
-            after,
+            from,
             &mut |name, history| {
                 let theirs = if name.a == entity { name.b } else { name.a };
                 let wanted = kind.is_none_or(|kind| name.kind == kind)
@@ -245,6 +251,52 @@ impl<'a> Snapshot<'a> {
                 }
             },
         )
+    }
+
+    /// `active_relations` of one kind between two entities: only their
+    /// groups are read, (kind, a, b) and (kind, b, a), each from its
+    /// first change.
+    fn active_between(
+        &self,
+        entity: &str,
+        other: &str,
+        kind: &str,
+        at: Instant,
+        visit: &mut dyn FnMut(&Name, &History, &Change) -> Result<bool>,
+    ) -> Result<()> {
+        let mut pairs = [(entity, other), (other, entity)];
+        pairs.sort();
+        let pairs = if entity == other {
+            &pairs[..1]
+        } else {
+            &pairs[..]
+        };
+        for (a, b) in pairs {
+            let first = keys::relation_group(kind, a, b, false);
+            let mut going = true;
+            self.timelines.walk(
+                self.store,
+                entity,
+                Part::Relations,
+                Bound::Included(&first),
+                &mut |name, history| {
+                    if name.kind != kind || name.a != *a || name.b != *b {
+                        return Ok(false);
+                    }
+                    match self.deciding(history.changes, at) {
+                        Some(change) if change.begins() => {
+                            going = visit(&name, &history, change)?;
+                            Ok(going)
+                        }
+                        _ => Ok(true),
+                    }
+                },
+            )?;
+            if !going {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Up to `limit` relations of one entity active at Q, after the
@@ -334,8 +386,31 @@ impl<'a> Snapshot<'a> {
 
     /// Attribute values in force at Q, by key.
     pub fn attributes(&self, entity: &str, at: Instant) -> Result<Vec<proto::Attribute>> {
+        self.attributes_keyed(entity, None, at)
+    }
+
+    /// The value of one attribute in force at Q, if any.
+    pub fn attribute(
+        &self,
+        entity: &str,
+        key: &str,
+        at: Instant,
+    ) -> Result<Option<proto::Attribute>> {
+        Ok(self.attributes_keyed(entity, Some(key), at)?.pop())
+    }
+
+    /// Attribute values in force at Q (only `key`'s, when given), by key.
+    fn attributes_keyed(
+        &self,
+        entity: &str,
+        key: Option<&str>,
+        at: Instant,
+    ) -> Result<Vec<proto::Attribute>> {
         let mut attributes = Vec::new();
         self.walk(entity, Part::Attributes, &mut |name, history| {
+            if key.is_some_and(|key| key != name.kind) {
+                return Ok(true);
+            }
             if let Some(change) = self.deciding(history.changes, at) {
                 let value = history.value(change);
                 if !value.is_empty() {

@@ -86,6 +86,27 @@ pub fn compare(
                     snapshot.relations(Some(entity), None, None, at).unwrap(),
                     "relations of {entity} in encoded pages, {context}"
                 );
+                // One kind with one counterpart: only their groups are read.
+                let (other, kind) = (rng.pick(&ENTITIES), rng.pick(&["ally", "trade"]));
+                assert_eq!(
+                    snapshot
+                        .relations(Some(entity), Some(other), Some(kind), at)
+                        .unwrap(),
+                    snapshot
+                        .relations(Some(entity), None, None, at)
+                        .unwrap()
+                        .into_iter()
+                        .filter(|relation| {
+                            let theirs = if relation.a == entity {
+                                &relation.b
+                            } else {
+                                &relation.a
+                            };
+                            relation.kind == *kind && theirs == other
+                        })
+                        .collect::<Vec<_>>(),
+                    "{kind} relations of {entity} with {other}, {context}"
+                );
                 assert_eq!(
                     snapshot.attributes(entity, at).unwrap(),
                     replay.attributes(entity, at, as_of),

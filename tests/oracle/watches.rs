@@ -1,6 +1,6 @@
-//! Standing queries against the replay: a WatchRelations from seq 1 over a
-//! random history sends exactly the answers at the seqs where the naive
-//! replay's answer changed, and nothing at the others.
+//! Standing queries against the replay: a WatchRelations or WatchEntity
+//! from seq 1 over a random history sends exactly the answers at the seqs
+//! where the naive replay's answer changed, and nothing at the others.
 
 use crate::history::{history, Rng, ENTITIES};
 use crate::replay::Replay;
@@ -12,6 +12,48 @@ use annals::store::{LogStore, MemoryStore};
 use annals::time::query_instant;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::Streaming;
+
+/// What a watch answers, in one shape for both kinds: the entity (for
+/// WatchEntity), attributes (for WatchEntity) and relations.
+type Answer = (
+    Option<proto::Entity>,
+    Vec<proto::Attribute>,
+    Vec<proto::Relation>,
+);
+
+enum Watching {
+    Relations(Streaming<proto::WatchRelationsResponse>),
+    Entity(Streaming<proto::WatchEntityResponse>),
+}
+
+impl Watching {
+    /// The next message: its seq, event id and answer.
+    async fn next(&mut self, context: &str) -> (u64, String, Answer) {
+        let within = Duration::from_secs(20);
+        match self {
+            Watching::Relations(stream) => {
+                let message = tokio::time::timeout(within, stream.message())
+                    .await
+                    .unwrap_or_else(|_| panic!("{context}: an answer did not come"))
+                    .unwrap()
+                    .unwrap();
+                let answer = (None, Vec::new(), message.relations);
+                (message.seq, message.event_id, answer)
+            }
+            Watching::Entity(stream) => {
+                let message = tokio::time::timeout(within, stream.message())
+                    .await
+                    .unwrap_or_else(|_| panic!("{context}: an answer did not come"))
+                    .unwrap()
+                    .unwrap();
+                let answer = message.answer.unwrap();
+                let answer = (answer.entity, answer.attributes, answer.relations);
+                (message.seq, message.event_id, answer)
+            }
+        }
+    }
+}
 
 fn check_watches(seed: u64, events: usize, watches: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,11 +95,27 @@ fn check_watches(seed: u64, events: usize, watches: usize) {
                 rng.time()
             };
             let at = query_instant(&at_text).unwrap();
-            let context = format!("seed {seed}, watch {number}: {entity} at {at_text:?}");
-            // The replay's answer at every seq, kept where it changed.
-            let mut expected: Vec<(u64, Vec<proto::Relation>)> = Vec::new();
+            let whole = rng.below(2) == 0;
+            let context = format!(
+                "seed {seed}, watch {number} ({}): {entity} at {at_text:?}",
+                if whole { "entity" } else { "relations" }
+            );
+            // The replay's answer at every seq, kept where it changed (the
+            // entity's declaration as GetEntity answers it).
+            let mut expected: Vec<(u64, Answer)> = Vec::new();
             for seq in 1..=last {
-                let answer = replay.relations(Some(entity), at, seq);
+                let relations = replay.relations(Some(entity), at, seq);
+                let answer = if whole {
+                    let declared = client.entity(entity, "", seq).await.ok();
+                    let attributes = replay.attributes(entity, at, seq);
+                    (
+                        declared.and_then(|found| found.entity),
+                        attributes,
+                        relations,
+                    )
+                } else {
+                    (None, Vec::new(), relations)
+                };
                 if expected
                     .last()
                     .is_none_or(|(_, previous)| *previous != answer)
@@ -65,30 +123,31 @@ fn check_watches(seed: u64, events: usize, watches: usize) {
                     expected.push((seq, answer));
                 }
             }
-            let mut watch = client
-                .watch_relations(entity, "", "", &at_text, 1)
-                .await
-                .unwrap_or_else(|status| panic!("{context}: {status:?}"));
-            for (position, (seq, relations)) in expected.iter().enumerate() {
-                let message = tokio::time::timeout(Duration::from_secs(20), watch.message())
-                    .await
-                    .unwrap_or_else(|_| panic!("{context}: answer {position} did not come"))
-                    .unwrap()
-                    .unwrap();
-                if message.seq != *seq {
+            let mut watch = if whole {
+                Watching::Entity(
+                    client
+                        .watch_entity(entity, &at_text, 1)
+                        .await
+                        .unwrap_or_else(|status| panic!("{context}: {status:?}")),
+                )
+            } else {
+                Watching::Relations(
+                    client
+                        .watch_relations(entity, "", "", &at_text, 1)
+                        .await
+                        .unwrap_or_else(|status| panic!("{context}: {status:?}")),
+                )
+            };
+            for (position, (seq, answer)) in expected.iter().enumerate() {
+                let (message_seq, event_id, received) = watch.next(&context).await;
+                if message_seq != *seq {
                     let entry = store.get(*seq).unwrap();
                     eprintln!("{context}: the entry at {seq}: {entry:?}");
-                    let listed = client.relations(entity, "", "", &at_text, *seq).await.unwrap();
-                    let before = client.relations(entity, "", "", &at_text, *seq - 1).await.unwrap();
-                    eprintln!("ListRelations at {seq}: {listed:?}\nat {}: {before:?}\nreplay: {relations:?}", seq - 1);
                 }
-                assert_eq!(message.seq, *seq, "{context}: answer {position}'s seq");
-                assert_eq!(
-                    &message.relations, relations,
-                    "{context}: answer at seq {seq}"
-                );
+                assert_eq!(message_seq, *seq, "{context}: answer {position}'s seq");
+                assert_eq!(&received, answer, "{context}: answer at seq {seq}");
                 if position > 0 {
-                    assert_eq!(message.event_id, replay.id(*seq), "{context}");
+                    assert_eq!(event_id, replay.id(*seq), "{context}");
                 }
             }
             // Nothing more came in between: an append that changes the
@@ -118,16 +177,9 @@ fn check_watches(seed: u64, events: usize, watches: usize) {
                 ..Default::default()
             };
             let appended = client.append(vec![marker], None).await.unwrap();
-            let message = tokio::time::timeout(Duration::from_secs(20), watch.message())
-                .await
-                .unwrap_or_else(|_| panic!("{context}: the marker's answer did not come"))
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                message.seq, appended.last_seq,
-                "{context}: no answer between"
-            );
-            assert_eq!(message.event_id, format!("marker-{number}"));
+            let (seq, event_id, _) = watch.next(&context).await;
+            assert_eq!(seq, appended.last_seq, "{context}: no answer between");
+            assert_eq!(event_id, format!("marker-{number}"));
         }
         server.shutdown().await.unwrap();
     });
@@ -143,6 +195,6 @@ fn effect(change: proto::effect::Change) -> proto::Effect {
 #[test]
 fn watched_answers_change_exactly_where_the_replay_changes() {
     for seed in [3_u64, 17, 101, 4242] {
-        check_watches(seed, 60, 4);
+        check_watches(seed, 60, 6);
     }
 }

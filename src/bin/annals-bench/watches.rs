@@ -13,6 +13,7 @@ use crate::workload::{entity_name, valid_date, Generator, SplitMix64, ENTITIES, 
 use crate::{questions, Res, BATCH};
 use annals::proto;
 use clap::Args;
+use prost::Message;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +85,7 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
 
     // One watch per entity, each drained as a client would.
     let received = Arc::new(AtomicU64::new(0));
+    let received_bytes = Arc::new(AtomicU64::new(0));
     let mut rng = SplitMix64::new(0x03A7_C0E5);
     let mut drains = Vec::new();
     for id in 1..=ENTITIES {
@@ -97,17 +99,20 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
             })
             .await?
             .into_inner();
-        let received = received.clone();
+        let (received, received_bytes) = (received.clone(), received_bytes.clone());
         drains.push(tokio::spawn(async move {
-            while let Ok(Some(_)) = stream.message().await {
+            while let Ok(Some(message)) = stream.message().await {
                 received.fetch_add(1, Ordering::Relaxed);
+                received_bytes.fetch_add(message.encoded_len() as u64, Ordering::Relaxed);
             }
         }));
     }
     let opened = received.load(Ordering::Relaxed);
+    let opened_bytes = received_bytes.load(Ordering::Relaxed);
     eprintln!("{ENTITIES} watches open ({opened} first answers)");
     let (single_with, batch_with) = appends("with the watches").await?;
     let changes = received.load(Ordering::Relaxed) - opened;
+    let change_bytes = received_bytes.load(Ordering::Relaxed) - opened_bytes;
 
     // A change reaching its watcher: events about one entity, dated today
     // (so that each changes the answer of a watch at "now").
@@ -183,6 +188,8 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
         "batches_1000": {"without": batch_before.to_json(), "with": batch_with.to_json(),
             "ratio": measure::round3(batch_with.items_per_s / batch_before.items_per_s)},
         "watch_messages_during_appends": changes,
+        "watch_message_bytes_during_appends": change_bytes,
+        "first_answer_bytes": opened_bytes,
         "change_to_watcher_us": {"p50": measure::round3(p50), "p99": measure::round3(p99)},
     });
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {

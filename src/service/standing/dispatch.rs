@@ -1,12 +1,11 @@
 //! One reader of the log for every watch of a server: each new entry is
-//! read and matched once, and its (seq, event id) queued to the watches of
-//! the entities it names (every watch, for a correction; the whole-graph
-//! watches, for everything).
+//! read and worked out once (`Entry`), and queued to the watches of the
+//! entities whose state it changes (every watch, for a correction; the
+//! whole-graph watches, for everything).
 
-use super::{earliest_change, names_of};
+use super::entry::Entry;
 use crate::engine::Database;
 use crate::proto;
-use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{watch, Notify};
@@ -17,10 +16,6 @@ const QUEUE: usize = 4096;
 /// Log entries read at once.
 const READ_BATCH: usize = 256;
 
-/// One entry a watch is told of: its seq, its event id and the earliest
-/// valid time it changes (`earliest_change`).
-pub(crate) type Told = (u64, String, Option<Instant>);
-
 /// What a watch is told: entries that may change its answer, in seq order.
 #[derive(Default)]
 pub(crate) struct Feed {
@@ -30,7 +25,7 @@ pub(crate) struct Feed {
 
 #[derive(Default)]
 struct FeedState {
-    queue: VecDeque<Told>,
+    queue: VecDeque<Arc<Entry>>,
     /// Set when the queue overflowed: the latest entry, all before it
     /// dropped (the watch folds them).
     overflowed: Option<(u64, String)>,
@@ -38,19 +33,19 @@ struct FeedState {
 
 /// What a watch takes from its feed at once.
 pub(crate) enum Taken {
-    Entries(Vec<Told>),
+    Entries(Vec<Arc<Entry>>),
     /// More than the queue holds arrived: only the latest.
     Latest(u64, String),
 }
 
 impl Feed {
-    fn push(&self, seq: u64, event_id: &str, earliest: Option<Instant>) {
+    fn push(&self, entry: &Arc<Entry>) {
         let mut state = self.state.lock().expect("feed lock");
         if state.overflowed.is_some() || state.queue.len() >= QUEUE {
             state.queue.clear();
-            state.overflowed = Some((seq, event_id.to_string()));
+            state.overflowed = Some((entry.seq, entry.event_id.clone()));
         } else {
-            state.queue.push_back((seq, event_id.to_string(), earliest));
+            state.queue.push_back(Arc::clone(entry));
         }
         drop(state);
         self.notify.notify_one();
@@ -169,23 +164,23 @@ async fn dispatch(
 }
 
 fn tell(registry: &mut Registry, entry: &proto::LogEntry) {
-    let Some(event) = &entry.event else {
+    let Some(entry) = Entry::of(entry).filter(Entry::changes_anything) else {
         return;
     };
-    let earliest = earliest_change(event);
+    let entry = Arc::new(entry);
     let push = |feeds: &[Weak<Feed>]| {
         for feed in feeds.iter().filter_map(Weak::upgrade) {
-            feed.push(entry.seq, &event.id, earliest);
+            feed.push(&entry);
         }
     };
     // A correction withdraws another event's effects, about whomever.
-    if !event.corrects.is_empty() {
+    if entry.corrects {
         push(&registry.all);
         return;
     }
     push(&registry.everything);
     let mut told: Vec<&str> = Vec::new();
-    for name in names_of(event) {
+    for name in entry.entities() {
         if told.contains(&name) {
             continue;
         }

@@ -1,13 +1,15 @@
 //! Standing queries: WatchEntity and WatchRelations.
 //!
 //! A watch is a task that sends the answer as of its start, then learns of
-//! the entries that could change the answer (they name a watched entity,
-//! or correct an event, or the watch is of the whole graph): from the log
-//! itself up to where it registered with the server's `Dispatcher`, then
-//! from the dispatcher, which reads each new entry once for every watch.
-//! For each such entry it answers again as of that entry's seq and sends
-//! the answer when it differs from the last one sent, with that seq and the
-//! entry's event id.
+//! the entries that could change the answer (`Entry`: what each effect
+//! touches, and from when): from the log itself up to where it registered
+//! with the server's `Dispatcher`, then from the dispatcher, which reads
+//! and works out each new entry once for every watch. For an entry whose
+//! effects touch the watched answer at or before its `at`, the watch works
+//! out again only the part touched (`Standing::refresh`: one attribute, or
+//! the relations of one kind between two entities; the whole answer for a
+//! correction) as of that entry's seq, and sends the answer when it
+//! changed, with that seq and the entry's event id.
 //!
 //! A watcher that does not read never holds up appends: the task reads the
 //! log at its own pace. A watcher that reads gets every change; once one
@@ -15,16 +17,18 @@
 //! changed answer, sent once there is room (intermediate answers folded,
 //! never a wrong or skipped latest state).
 
+mod answers;
 mod dispatch;
+mod entry;
 mod requests;
 
 pub(super) use dispatch::Dispatcher;
 
 use crate::engine::Database;
 use crate::error::{Error, Result};
-use crate::proto;
-use crate::time::{Instant, ValidTime};
+use answers::Standing;
 use dispatch::Taken;
+use entry::Entry;
 use std::ops::ControlFlow;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tonic::Status;
@@ -39,86 +43,6 @@ const READ_BATCH: usize = 256;
 /// watcher that keeps reading gets every change.
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// What a watch needs besides its answer: which entries can change it.
-pub(super) struct Interest {
-    /// Entities whose events can change the answer; empty: every event can.
-    pub entities: Vec<String>,
-    /// The valid time watched: a change dated after it cannot change the
-    /// answer.
-    pub at: Instant,
-}
-
-impl Interest {
-    fn touches(&self, entry: &proto::LogEntry) -> bool {
-        if self.entities.is_empty() {
-            return true;
-        }
-        let Some(event) = &entry.event else {
-            return false;
-        };
-        // A correction withdraws another event's effects: answered again.
-        if !event.corrects.is_empty() {
-            return true;
-        }
-        self.entities.iter().any(|entity| names(event, entity))
-    }
-}
-
-/// The earliest valid time of an event's effects, the time from which it
-/// can change an answer: `Instant::MIN` for a correction (it withdraws
-/// effects of any date), `None` for an event without effects (it changes
-/// no state).
-fn earliest_change(event: &proto::Event) -> Option<Instant> {
-    use proto::effect::Change;
-    if !event.corrects.is_empty() {
-        return Some(Instant::MIN);
-    }
-    let occurred = event.occurred.clone().unwrap_or_default();
-    event
-        .effects
-        .iter()
-        .map(|effect| {
-            let text = if !effect.at.is_empty() {
-                &effect.at
-            } else if matches!(effect.change, Some(Change::End(_))) && !occurred.end.is_empty() {
-                &occurred.end
-            } else {
-                &occurred.start
-            };
-            // A logged event's times parse; were one not to, it counts.
-            ValidTime::parse(text).map_or(Instant::MIN, |time| time.earliest())
-        })
-        .min()
-}
-
-/// Does a logged event name `entity`?
-fn names(event: &proto::Event, entity: &str) -> bool {
-    names_of(event).any(|name| name == entity)
-}
-
-/// The entities a logged event names (a participant, its location, in an
-/// effect), perhaps more than once. Read from the wire form as stored: a
-/// logged event is valid, and nothing needs parsing to know whom it names.
-fn names_of(event: &proto::Event) -> impl Iterator<Item = &str> {
-    use proto::effect::Change;
-    let effects = event.effects.iter().flat_map(|effect| {
-        let (first, second) = match &effect.change {
-            Some(Change::Declare(declare)) => (Some(declare.id.as_str()), None),
-            Some(Change::Set(set)) => (Some(set.entity.as_str()), None),
-            Some(Change::Begin(relation)) => (Some(relation.a.as_str()), Some(relation.b.as_str())),
-            Some(Change::End(relation)) => (Some(relation.a.as_str()), Some(relation.b.as_str())),
-            None => (None, None),
-        };
-        first.into_iter().chain(second)
-    });
-    event
-        .participants
-        .iter()
-        .map(|participant| participant.entity.as_str())
-        .chain((!event.location.is_empty()).then_some(event.location.as_str()))
-        .chain(effects)
-}
-
 /// The channel a watch's answers go to the client through.
 pub(super) type Answers<R> = mpsc::Sender<std::result::Result<R, Status>>;
 
@@ -127,43 +51,36 @@ pub(super) fn channel<R>() -> (Answers<R>, mpsc::Receiver<std::result::Result<R,
 }
 
 /// Runs a watch from `from` (the seq its first answer is as of) until the
-/// client goes away or the server shuts down. `answer` answers as of a
-/// seq; `wrap` makes the message (answer, seq, event id). The entries
-/// before the dispatcher's position when the watch registers are read from
-/// the log here; those after come from the dispatcher.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn run<A, R, F, W>(
+/// client goes away or the server shuts down. The entries before the
+/// dispatcher's position when the watch registers are read from the log
+/// here; those after come from the dispatcher.
+async fn run<S: Standing>(
     _permit: OwnedSemaphorePermit,
     db: Database,
     dispatcher: Dispatcher,
     from: u64,
-    interest: Interest,
-    answer: F,
-    wrap: W,
-    sender: Answers<R>,
+    standing: S,
+    sender: Answers<S::Message>,
     mut shutdown: watch::Receiver<bool>,
-) where
-    A: PartialEq + Send,
-    R: Send + 'static,
-    F: Fn(&Database, u64) -> Result<A> + Send,
-    W: Fn(&A, u64, &str) -> R + Send,
-{
-    let (feed, registered) = dispatcher.register(&db, &interest.entities, &shutdown);
-    let current = match answer(&db, from) {
-        Ok(first) => first,
-        Err(error) => {
+) {
+    let (feed, registered) = dispatcher.register(&db, &standing.entities(), &shutdown);
+    let current = match db.read(from, |snapshot| standing.answer(snapshot)) {
+        Ok(Ok(first)) => first,
+        Ok(Err(error)) | Err(error) => {
             let _ = sender.send(Err(error.into())).await;
             return;
         }
     };
-    if sender.send(Ok(wrap(&current, from, ""))).await.is_err() {
+    if sender
+        .send(Ok(standing.message(&current, from, "")))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut watch = Watch {
-        at: interest.at,
         db,
-        answer,
-        wrap,
+        standing,
         sender,
         current,
         through: from,
@@ -187,24 +104,19 @@ pub(super) async fn run<A, R, F, W>(
             if entry.seq > registered {
                 break;
             }
-            if interest.touches(&entry) {
-                let Some(event) = entry.event else { continue };
-                let earliest = earliest_change(&event);
-                if watch
-                    .consider(entry.seq, event.id, earliest)
-                    .await
-                    .is_break()
-                {
-                    return;
-                }
+            let Some(entry) = Entry::of(&entry) else {
+                continue;
+            };
+            if watch.consider(&entry).await.is_break() {
+                return;
             }
         }
     }
     loop {
         match feed.take() {
             Some(Taken::Entries(entries)) => {
-                for (seq, event_id, earliest) in entries {
-                    if watch.consider(seq, event_id, earliest).await.is_break() {
+                for entry in entries {
+                    if watch.consider(&entry).await.is_break() {
                         return;
                     }
                 }
@@ -239,13 +151,11 @@ fn unavailable<R>() -> std::result::Result<R, Status> {
 }
 
 /// A running watch: its last answer, and whether it is folding.
-struct Watch<A, R, F, W> {
-    at: Instant,
+struct Watch<S: Standing> {
     db: Database,
-    answer: F,
-    wrap: W,
-    sender: Answers<R>,
-    current: A,
+    standing: S,
+    sender: Answers<S::Message>,
+    current: S::Answer,
     /// The last seq considered.
     through: u64,
     /// Set once the client took no answer for `PATIENCE`: answers are then
@@ -258,52 +168,62 @@ struct Watch<A, R, F, W> {
     unsent: bool,
 }
 
-impl<A, R, F, W> Watch<A, R, F, W>
-where
-    A: PartialEq + Send,
-    R: Send + 'static,
-    F: Fn(&Database, u64) -> Result<A> + Send,
-    W: Fn(&A, u64, &str) -> R + Send,
-{
-    /// An entry that may change the answer: answered again as of it, and
-    /// sent when the answer changed (or noted, while folding).
-    async fn consider(
-        &mut self,
-        seq: u64,
-        event_id: String,
-        earliest: Option<Instant>,
-    ) -> ControlFlow<()> {
-        if seq <= self.through {
+impl<S: Standing> Watch<S> {
+    /// An entry that may change the answer: the answer worked out again as
+    /// of it (whole for a correction, else the parts it touches), and sent
+    /// when it changed (or noted, while folding).
+    async fn consider(&mut self, entry: &Entry) -> ControlFlow<()> {
+        if entry.seq <= self.through {
             return ControlFlow::Continue(());
         }
-        self.through = seq;
+        self.through = entry.seq;
         // Only a change dated at or before `at` can change the answer there.
-        if earliest.is_none_or(|earliest| earliest > self.at) {
+        let at = self.standing.at();
+        let touches: Vec<&entry::Touch> = entry
+            .touches
+            .iter()
+            .filter(|(touch, from)| *from <= at && self.standing.follows(touch))
+            .map(|(touch, _)| touch)
+            .collect();
+        if !entry.corrects && touches.is_empty() {
             return ControlFlow::Continue(());
         }
         if self.folding {
-            self.latest = Some((seq, event_id));
+            self.latest = Some((entry.seq, entry.event_id.clone()));
             return ControlFlow::Continue(());
         }
-        let now = match (self.answer)(&self.db, seq) {
-            Ok(now) => now,
-            Err(error) => {
+        let (standing, current) = (&self.standing, &mut self.current);
+        let changed = self.db.read(entry.seq, |snapshot| {
+            if entry.corrects {
+                let now = standing.answer(snapshot)?;
+                let changed = now != *current;
+                *current = now;
+                return Ok(changed);
+            }
+            let mut changed = false;
+            for touch in &touches {
+                changed |= standing.refresh(snapshot, touch, current)?;
+            }
+            Ok::<_, Error>(changed)
+        });
+        match changed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return ControlFlow::Continue(()),
+            Ok(Err(error)) | Err(error) => {
                 let _ = self.sender.send(Err(error.into())).await;
                 return ControlFlow::Break(());
             }
-        };
-        if now == self.current {
-            return ControlFlow::Continue(());
         }
-        self.current = now;
-        let message = Ok((self.wrap)(&self.current, seq, &event_id));
+        let message = Ok(self
+            .standing
+            .message(&self.current, entry.seq, &entry.event_id));
         match tokio::time::timeout(PATIENCE, self.sender.send(message)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return ControlFlow::Break(()),
             Err(_) => {
                 self.folding = true;
                 self.unsent = true;
-                self.latest = Some((seq, event_id));
+                self.latest = Some((entry.seq, entry.event_id.clone()));
             }
         }
         ControlFlow::Continue(())
@@ -317,9 +237,9 @@ where
         let Some((seq, event_id)) = self.latest.take() else {
             return ControlFlow::Continue(());
         };
-        let now = match (self.answer)(&self.db, seq) {
-            Ok(now) => now,
-            Err(error) => {
+        let now = match self.db.read(seq, |snapshot| self.standing.answer(snapshot)) {
+            Ok(Ok(now)) => now,
+            Ok(Err(error)) | Err(error) => {
                 let _ = self.sender.send(Err(error.into())).await;
                 return ControlFlow::Break(());
             }
@@ -328,8 +248,9 @@ where
             return ControlFlow::Continue(());
         }
         self.current = now;
+        let message = self.standing.message(&self.current, seq, &event_id);
         tokio::select! {
-            sent = self.sender.send(Ok((self.wrap)(&self.current, seq, &event_id))) => {
+            sent = self.sender.send(Ok(message)) => {
                 if sent.is_err() {
                     return ControlFlow::Break(());
                 }
@@ -361,6 +282,7 @@ pub(super) fn start(db: &Database, from_seq: u64) -> Result<u64> {
 mod tests {
     use super::*;
     use crate::engine::Limits;
+    use crate::proto;
     use crate::store::MemoryStore;
     use crate::time::Instant;
     use std::sync::Arc;
@@ -403,27 +325,20 @@ mod tests {
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
         let (sender, mut receiver) = channel();
         let (_stop, shutdown) = watch::channel(false);
-        let answer = |db: &Database, as_of: u64| {
-            db.read(as_of, |snapshot| snapshot.attributes("x", Instant::MAX))?
-        };
-        let wrap =
-            |attributes: &Vec<proto::Attribute>, seq: u64, _: &str| (seq, attributes.clone());
         let from = db.last_seq();
         tokio::spawn(run(
             permit,
             db.clone(),
             Dispatcher::default(),
             from,
-            Interest {
-                entities: vec!["x".into()],
+            answers::EntityAnswer {
+                id: "x".into(),
                 at: Instant::MAX,
             },
-            answer,
-            wrap,
             sender,
             shutdown,
         ));
-        assert_eq!(receiver.recv().await.unwrap().unwrap().0, from);
+        assert_eq!(receiver.recv().await.unwrap().unwrap().seq, from);
         const CHANGES: usize = 300;
         for value in 0..CHANGES {
             db.append(vec![event(&format!("c{value}"), count(value))], None)
@@ -434,9 +349,12 @@ mod tests {
         tokio::time::sleep(PATIENCE + PATIENCE / 2).await;
         let mut received = Vec::new();
         loop {
-            let (seq, attributes) = receiver.recv().await.unwrap().unwrap();
-            received.push(seq);
-            if attributes
+            let message = receiver.recv().await.unwrap().unwrap();
+            received.push(message.seq);
+            if message
+                .answer
+                .unwrap()
+                .attributes
                 .first()
                 .is_some_and(|a| a.value == (CHANGES - 1).to_string())
             {
@@ -459,8 +377,8 @@ mod tests {
                 .append(vec![event(&format!("c{value}"), count(value))], None)
                 .await
                 .unwrap();
-            let (seq, _) = receiver.recv().await.unwrap().unwrap();
-            assert_eq!(seq, appended.last_seq);
+            let message = receiver.recv().await.unwrap().unwrap();
+            assert_eq!(message.seq, appended.last_seq);
         }
         db.close();
     }

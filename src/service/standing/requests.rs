@@ -1,8 +1,8 @@
 //! The WatchEntity and WatchRelations requests: validated and resolved as
 //! GetEntity and ListRelations are, then handed to a watch task (`run`).
 
-use super::{channel, run, start, Interest};
-use crate::engine::Database;
+use super::answers::{EntityAnswer, RelationsAnswer, Standing};
+use super::{channel, run, start};
 use crate::error::Error;
 use crate::proto;
 use crate::service::fields::{at_instant, optional, optional_kind, resolve};
@@ -35,27 +35,7 @@ impl Service {
         let id = self
             .db
             .read(0, |snapshot| resolve(snapshot, "id", &request.id))??;
-        let interest = Interest {
-            entities: vec![id.clone()],
-            at,
-        };
-        let answer = move |db: &Database, as_of: u64| {
-            db.read(as_of, |snapshot| {
-                Ok::<_, Error>(proto::GetEntityResponse {
-                    entity: snapshot.entity(&id),
-                    attributes: snapshot.attributes(&id, at)?,
-                    relations: snapshot.relations(Some(&id), None, None, at)?,
-                })
-            })?
-        };
-        let wrap = |answer: &proto::GetEntityResponse, seq: u64, event_id: &str| {
-            proto::WatchEntityResponse {
-                answer: Some(answer.clone()),
-                seq,
-                event_id: event_id.to_string(),
-            }
-        };
-        self.spawn_watch(request.from_seq, interest, answer, wrap)
+        self.spawn_watch(request.from_seq, EntityAnswer { id, at })
     }
 
     pub(in crate::service) fn start_watch_relations(
@@ -77,45 +57,22 @@ impl Service {
                 pair => pair,
             })
         })??;
-        let interest = Interest {
-            entities: entity.iter().chain(&counterpart).cloned().collect(),
+        let standing = RelationsAnswer {
+            entity,
+            counterpart,
+            kind,
             at,
         };
-        let answer = move |db: &Database, as_of: u64| {
-            db.read(as_of, |snapshot| {
-                snapshot.relations(
-                    entity.as_deref(),
-                    counterpart.as_deref(),
-                    kind.as_deref(),
-                    at,
-                )
-            })?
-        };
-        let wrap = |relations: &Vec<proto::Relation>, seq: u64, event_id: &str| {
-            proto::WatchRelationsResponse {
-                relations: relations.clone(),
-                seq,
-                event_id: event_id.to_string(),
-            }
-        };
-        self.spawn_watch(request.from_seq, interest, answer, wrap)
+        self.spawn_watch(request.from_seq, standing)
     }
 
     /// Starts the watch task of a resolved request: its first answer as of
     /// `from_seq` (0: now), then its changes.
-    fn spawn_watch<A, R, F, W>(
+    fn spawn_watch<S: Standing>(
         &self,
         from_seq: u64,
-        interest: Interest,
-        answer: F,
-        wrap: W,
-    ) -> std::result::Result<Stream<R>, Status>
-    where
-        A: PartialEq + Send + 'static,
-        R: Send + 'static,
-        F: Fn(&Database, u64) -> crate::error::Result<A> + Send + 'static,
-        W: Fn(&A, u64, &str) -> R + Send + 'static,
-    {
+        standing: S,
+    ) -> std::result::Result<Stream<S::Message>, Status> {
         let from = start(&self.db, from_seq)?;
         let permit = self.watch_permit()?;
         let (sender, receiver) = channel();
@@ -124,9 +81,7 @@ impl Service {
             self.db.clone(),
             self.dispatcher.clone(),
             from,
-            interest,
-            answer,
-            wrap,
+            standing,
             sender,
             self.shutdown.clone(),
         ));
