@@ -3,8 +3,10 @@
 //! server, measures single-event appends at 16 clients and 1,000-event
 //! batches, opens one WatchEntity per workload entity (at a random valid
 //! day, each stream drained by the benchmark), measures the appends again,
-//! then times 200 appends of an event about one watched entity, each from
-//! the Append's answer to the watcher's message.
+//! times 200 appends of an event about one watched entity, each from the
+//! Append's answer to the watcher's message, then closes the watches and
+//! measures the appends once more (the ratio is against the mean of the
+//! two measurements without watches, which bracket the one with them).
 
 use crate::measure::{self, Stats};
 use crate::oracle::Oracle;
@@ -31,6 +33,10 @@ pub struct WatchesArgs {
     /// Rounds of each measurement, without and with the watches (medians).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The valid time every watch watches (a random valid day per watch
+    /// when absent); e.g. 1900 for watches that no workload event changes.
+    #[arg(long)]
+    at: Option<String>,
     #[arg(long, default_value = "bench/results/watches.json")]
     out: PathBuf,
     #[arg(long)]
@@ -48,6 +54,66 @@ pub fn run(args: WatchesArgs) -> Res<()> {
     runtime.block_on(measure_watches(&args, &server_bin))
 }
 
+/// One WatchEntity per workload entity, each drained as a client would.
+struct Watches {
+    drains: Vec<tokio::task::JoinHandle<()>>,
+    received: Arc<AtomicU64>,
+    received_bytes: Arc<AtomicU64>,
+}
+
+impl Watches {
+    async fn open(address: &str, at: Option<&str>, seed: u64) -> Res<Watches> {
+        let received = Arc::new(AtomicU64::new(0));
+        let received_bytes = Arc::new(AtomicU64::new(0));
+        let mut rng = SplitMix64::new(seed);
+        let mut drains = Vec::new();
+        for id in 1..=ENTITIES {
+            let day = valid_date(rng.below(u64::from(VALID_DAYS)) as u32);
+            let mut client = questions::connect(address).await?;
+            let mut stream = client
+                .watch_entity(proto::WatchEntityRequest {
+                    id: entity_name(id),
+                    at: at.map_or(day, str::to_string),
+                    from_seq: 0,
+                })
+                .await?
+                .into_inner();
+            // The first answer, so that every watch is open once this returns.
+            let first = stream.message().await?.ok_or("a watch ended at once")?;
+            received_bytes.fetch_add(first.encoded_len() as u64, Ordering::Relaxed);
+            let (count, bytes) = (received.clone(), received_bytes.clone());
+            drains.push(tokio::spawn(async move {
+                while let Ok(Some(message)) = stream.message().await {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(message.encoded_len() as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+        Ok(Watches {
+            drains,
+            received,
+            received_bytes,
+        })
+    }
+
+    /// Messages and their bytes received so far, first answers' bytes
+    /// included.
+    fn received(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.received_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Closes every watch, and gives the server a moment to end them.
+    async fn close(self) {
+        for drain in self.drains {
+            drain.abort();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Res<()> {
     let seconds = Duration::from_secs_f64(args.seconds);
     let work = WorkDir::create(None, "watches", false)?;
@@ -56,24 +122,18 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
         &work.path().join("data"),
         &work.path().join("server.log"),
     )?;
+    let address = server.address().to_string();
     let mut generator = Generator::default();
     let oracle = Arc::new(Oracle::new(generator.take(args.n)));
-    let load = measure::load(server.address(), oracle, BATCH).await?;
+    let load = measure::load(&address, oracle, BATCH).await?;
     eprintln!("loaded {} events in {:.1} s", args.n, load.seconds);
     let generator = Arc::new(Mutex::new(generator));
-    let appends = |label: &'static str| {
+    let appends = |label: String| {
         let generator = generator.clone();
-        let address = server.address().to_string();
+        let address = address.clone();
         async move {
-            let (mut singles, mut batches) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds {
-                singles
-                    .push(measure::single_appends(&address, 16, seconds, generator.clone()).await?);
-                batches.push(
-                    measure::batch_appends(&address, BATCH, seconds, generator.clone()).await?,
-                );
-            }
-            let (single, batch) = (Stats::median(&singles), Stats::median(&batches));
+            let single = measure::single_appends(&address, 16, seconds, generator.clone()).await?;
+            let batch = measure::batch_appends(&address, BATCH, seconds, generator).await?;
             eprintln!(
                 "{label}: single appends at 16 clients {:.0}/s (p50 {:.0} µs), 1,000-event batches {:.0} events/s",
                 single.calls_per_s, single.p50_us, batch.items_per_s
@@ -81,43 +141,90 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
             Res::Ok((single, batch))
         }
     };
-    let (single_before, batch_before) = appends("without watches").await?;
 
-    // One watch per entity, each drained as a client would.
-    let received = Arc::new(AtomicU64::new(0));
-    let received_bytes = Arc::new(AtomicU64::new(0));
-    let mut rng = SplitMix64::new(0x03A7_C0E5);
-    let mut drains = Vec::new();
-    for id in 1..=ENTITIES {
-        let at = valid_date(rng.below(u64::from(VALID_DAYS)) as u32);
-        let mut client = questions::connect(server.address()).await?;
-        let mut stream = client
-            .watch_entity(proto::WatchEntityRequest {
-                id: entity_name(id),
-                at,
-                from_seq: 0,
-            })
-            .await?
-            .into_inner();
-        let (received, received_bytes) = (received.clone(), received_bytes.clone());
-        drains.push(tokio::spawn(async move {
-            while let Ok(Some(message)) = stream.message().await {
-                received.fetch_add(1, Ordering::Relaxed);
-                received_bytes.fetch_add(message.encoded_len() as u64, Ordering::Relaxed);
-            }
-        }));
+    // Rounds with the watches between rounds without: appends into a
+    // longer log (and beside the compactions the last round left) are
+    // slower, so each round with them is set against the two around it.
+    let mut without = vec![appends("without watches".into()).await?];
+    let mut with = Vec::new();
+    let (mut single_ratios, mut batch_ratios) = (Vec::new(), Vec::new());
+    let (mut changes, mut change_bytes, mut first_bytes) = (0, 0, 0);
+    let mut latency = None;
+    for round in 0..args.rounds {
+        let watches =
+            Watches::open(&address, args.at.as_deref(), 0x03A7_C0E5 + round as u64).await?;
+        let opened = watches.received();
+        first_bytes = opened.1;
+        eprintln!("{ENTITIES} watches open");
+        with.push(appends(format!("with the watches, round {}", round + 1)).await?);
+        let received = watches.received();
+        changes += received.0 - opened.0;
+        change_bytes += received.1 - opened.1;
+        if round + 1 == args.rounds {
+            let single_p50 = with.last().map_or(0.0, |(single, _)| single.p50_us);
+            latency = Some(change_to_watcher(&address, single_p50).await?);
+        }
+        watches.close().await;
+        without.push(appends("without watches".into()).await?);
+        let (before, after, during) = (&without[round], &without[round + 1], &with[round]);
+        single_ratios
+            .push(during.0.calls_per_s / ((before.0.calls_per_s + after.0.calls_per_s) / 2.0));
+        batch_ratios
+            .push(during.1.items_per_s / ((before.1.items_per_s + after.1.items_per_s) / 2.0));
     }
-    let opened = received.load(Ordering::Relaxed);
-    let opened_bytes = received_bytes.load(Ordering::Relaxed);
-    eprintln!("{ENTITIES} watches open ({opened} first answers)");
-    let (single_with, batch_with) = appends("with the watches").await?;
-    let changes = received.load(Ordering::Relaxed) - opened;
-    let change_bytes = received_bytes.load(Ordering::Relaxed) - opened_bytes;
+    server.stop()?;
+    let (p50, p99) = latency.ok_or("no rounds")?;
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let stats = |rounds: &[(Stats, Stats)], batch: bool| {
+        let picked: Vec<Stats> = rounds
+            .iter()
+            .map(|(single, batches)| {
+                if batch {
+                    batches.clone()
+                } else {
+                    single.clone()
+                }
+            })
+            .collect();
+        Stats::median(&picked).to_json()
+    };
+    let result = json!({
+        "benchmark": "annals-bench watches",
+        "command": crate::command_line(),
+        "n": args.n,
+        "watches": ENTITIES,
+        "at": args.at.as_deref().unwrap_or("a random valid day per watch"),
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "single_16_clients": {"without": stats(&without, false), "with": stats(&with, false),
+            "ratios": single_ratios.iter().map(|ratio| measure::round3(*ratio)).collect::<Vec<_>>(),
+            "ratio": measure::round3(median(&mut single_ratios))},
+        "batches_1000": {"without": stats(&without, true), "with": stats(&with, true),
+            "ratios": batch_ratios.iter().map(|ratio| measure::round3(*ratio)).collect::<Vec<_>>(),
+            "ratio": measure::round3(median(&mut batch_ratios))},
+        "watch_messages_during_appends": changes,
+        "watch_message_bytes_during_appends": change_bytes,
+        "first_answer_bytes": first_bytes,
+        "change_to_watcher_us": {"p50": measure::round3(p50), "p99": measure::round3(p99)},
+    });
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&result)? + "\n")?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
 
-    // A change reaching its watcher: events about one entity, dated today
-    // (so that each changes the answer of a watch at "now").
-    let mut writer = questions::connect(server.address()).await?;
-    let mut reader = questions::connect(server.address()).await?;
+/// A change reaching its watcher, with the watches open: events about one
+/// entity, dated today (so that each changes the answer of a watch at
+/// "now"), each timed from the Append's answer to the watcher's message.
+/// Returns the p50 and p99 in µs.
+async fn change_to_watcher(address: &str, single_p50_us: f64) -> Res<(f64, f64)> {
+    let mut writer = questions::connect(address).await?;
+    let mut reader = questions::connect(address).await?;
     let watched = entity_name(1);
     let mut stream = reader
         .watch_entity(proto::WatchEntityRequest {
@@ -169,33 +276,7 @@ async fn measure_watches(args: &WatchesArgs, server_bin: &std::path::Path) -> Re
     let p50 = latencies[latencies.len() / 2];
     let p99 = latencies[(latencies.len() - 1) * 99 / 100];
     eprintln!(
-        "a change reached its watcher {p50:.0} µs (p50) / {p99:.0} µs (p99) after the Append's answer; single append p50 {:.0} µs",
-        single_with.p50_us
+        "a change reached its watcher {p50:.0} µs (p50) / {p99:.0} µs (p99) after the Append's answer; single append p50 {single_p50_us:.0} µs"
     );
-    for drain in drains {
-        drain.abort();
-    }
-    server.stop()?;
-    let result = json!({
-        "benchmark": "annals-bench watches",
-        "command": crate::command_line(),
-        "n": args.n,
-        "watches": ENTITIES,
-        "seconds": args.seconds,
-        "rounds": args.rounds,
-        "single_16_clients": {"without": single_before.to_json(), "with": single_with.to_json(),
-            "ratio": measure::round3(single_with.calls_per_s / single_before.calls_per_s)},
-        "batches_1000": {"without": batch_before.to_json(), "with": batch_with.to_json(),
-            "ratio": measure::round3(batch_with.items_per_s / batch_before.items_per_s)},
-        "watch_messages_during_appends": changes,
-        "watch_message_bytes_during_appends": change_bytes,
-        "first_answer_bytes": opened_bytes,
-        "change_to_watcher_us": {"p50": measure::round3(p50), "p99": measure::round3(p99)},
-    });
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&result)? + "\n")?;
-    println!("{}", serde_json::to_string_pretty(&result)?);
-    Ok(())
+    Ok((p50, p99))
 }
