@@ -175,3 +175,30 @@ fn a_bad_request_prints_the_reason_and_exits_non_zero() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("at:"));
     assert!(serve.terminate().success());
 }
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    // `annals entity DPRK --at 2021-01-01 | head -0`: the reader is gone
+    // before the first line is written.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    for args in [
+        &["entity", "DPRK", "--at", "2021-01-01"][..],
+        &["events", "--entity", "north-korea"][..],
+        &["entity", "DPRK", "--json"][..],
+    ] {
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .args(["--server", &serve.address])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "annals {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "annals {args:?} printed: {stderr}");
+    }
+    assert!(serve.terminate().success());
+}

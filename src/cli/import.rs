@@ -108,7 +108,7 @@ pub async fn run(client: Option<&mut Client>, args: ImportArgs, json: bool) -> O
     bar.finish_and_clear();
     let summary = outcome?;
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&summary.to_json()).map_err(|error| error.to_string())?
         );
@@ -161,18 +161,18 @@ fn print_summary(summary: &Summary) {
         .max()
         .unwrap_or(1);
     for (name, count) in rows {
-        println!("{name:<width$}  {count:>digits$}");
+        out!("{name:<width$}  {count:>digits$}");
     }
     for (reason, count) in &summary.skipped {
-        println!("  skipped, {reason}: {count}");
+        out!("  skipped, {reason}: {count}");
     }
     for line in &summary.first_skipped {
-        println!("  {line}");
+        out!("  {line}");
     }
     for problem in &summary.problems {
-        println!("  {problem}");
+        out!("  {problem}");
     }
     if summary.dry_run {
-        println!("(dry run: nothing was sent)");
+        out!("(dry run: nothing was sent)");
     }
 }

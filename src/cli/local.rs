@@ -15,27 +15,27 @@ pub fn read_input(file: &std::path::Path) -> Result<String, String> {
 
 pub fn verify(data_dir: &std::path::Path) -> Outcome {
     let report = crate::ops::verify(data_dir).map_err(|error| error.to_string())?;
-    println!(
+    out!(
         "{}: {} log entries, indexed through seq {}",
         data_dir.display(),
         report.entries,
         report.indexed_seq
     );
     if report.recovered > 0 {
-        println!(
+        out!(
             "recovered: {} acknowledged log entries sled had lost were given back from the log tail",
             report.recovered
         );
     }
     if report.is_clean() {
-        println!("ok: checksums, seqs and derived trees agree with the log");
+        out!("ok: checksums, seqs and derived trees agree with the log");
         return Ok(());
     }
     for fault in &report.faults {
-        println!("FAULT {fault}");
+        out!("FAULT {fault}");
     }
     if report.fault_count > report.faults.len() {
-        println!("… and {} more", report.fault_count - report.faults.len());
+        out!("… and {} more", report.fault_count - report.faults.len());
     }
     Err(format!("{} faults found", report.fault_count))
 }
@@ -53,8 +53,8 @@ pub async fn restore(
         .await
         .map_err(|error| error.to_string())?;
     match &log {
-        None => println!("restored {last} log entries into {}", data_dir.display()),
-        Some(log) => println!(
+        None => out!("restored {last} log entries into {}", data_dir.display()),
+        Some(log) => out!(
             "restored {last} log entries into the stream {} (a view of it in {})",
             log.stream,
             data_dir.display()
@@ -74,7 +74,7 @@ pub async fn serve(config: Config) -> Outcome {
     let server = Server::start(&config)
         .await
         .map_err(|error| error.to_string())?;
-    println!("annals listening on {}", server.local_addr());
+    out!("annals listening on {}", server.local_addr());
     server
         .run_until(shutdown_signal())
         .await

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use trust::TrustArgs;
 
+#[macro_use]
+mod out;
 mod cluster;
 mod import;
 mod local;
@@ -292,7 +294,7 @@ async fn execute(cli: Cli) -> Outcome {
         Command::RebuildIndexes { data_dir } => {
             let entries =
                 crate::ops::rebuild_indexes(data_dir).map_err(|error| error.to_string())?;
-            println!(
+            out!(
                 "rebuilt the derived trees of {} from {entries} log entries",
                 data_dir.display()
             );
@@ -349,7 +351,7 @@ async fn execute(cli: Cli) -> Outcome {
                 next = page.next_seq;
             }
             if out.as_os_str() == "-" {
-                print!("{lines}");
+                out::write(format_args!("{lines}"));
             } else {
                 std::fs::write(&out, lines)
                     .map_err(|error| format!("{}: {error}", out.display()))?;
@@ -501,9 +503,10 @@ async fn execute(cli: Cli) -> Outcome {
             }
             print_entries(&response.entries);
             if response.next_seq > 0 {
-                println!(
+                out!(
                     "(more from seq {}; last seq {})",
-                    response.next_seq, response.last_seq
+                    response.next_seq,
+                    response.last_seq
                 );
             }
         }
@@ -531,9 +534,9 @@ async fn execute(cli: Cli) -> Outcome {
             while let Some(message) = stream.message().await.map_err(status_text)? {
                 let Some(entry) = message.entry else { continue };
                 if json {
-                    println!("{}", to_json(&entry));
+                    out!("{}", to_json(&entry));
                 } else {
-                    println!("{}", entry_row(&entry).join("  "));
+                    out!("{}", entry_row(&entry).join("  "));
                 }
                 seen += 1;
                 if count > 0 && seen >= count {
@@ -578,7 +581,7 @@ async fn execute(cli: Cli) -> Outcome {
             }
             let first = appended.iter().map(|entry| entry.seq).min().unwrap_or(0);
             let last = appended.iter().map(|entry| entry.seq).max().unwrap_or(0);
-            println!(
+            out!(
                 "appended {} events (seqs {first}–{last}); the log's last seq is {last_seq}",
                 appended.len()
             );

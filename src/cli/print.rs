@@ -7,7 +7,7 @@ use crate::proto;
 pub fn print_json<M: Named>(message: &M) -> Outcome {
     let text =
         serde_json::to_string_pretty(&to_json(message)).map_err(|error| error.to_string())?;
-    println!("{text}");
+    out!("{text}");
     Ok(())
 }
 
@@ -46,18 +46,18 @@ pub fn certainty(certain: bool) -> String {
 
 pub fn print_entity(response: &proto::GetEntityResponse) {
     if let Some(entity) = &response.entity {
-        println!(
+        out!(
             "{}  {}  ({})",
             entity.id,
             entity.name,
             type_name(entity.r#type)
         );
         if !entity.aliases.is_empty() {
-            println!("aliases: {}", entity.aliases.join(", "));
+            out!("aliases: {}", entity.aliases.join(", "));
         }
-        println!("declared by: {}", entity.declared_by);
+        out!("declared by: {}", entity.declared_by);
     }
-    println!();
+    out!();
     let rows = response
         .attributes
         .iter()
@@ -72,7 +72,7 @@ pub fn print_entity(response: &proto::GetEntityResponse) {
         })
         .collect();
     print_table(&["ATTRIBUTE", "VALUE", "SINCE", "CERTAIN", "EVENT"], rows);
-    println!();
+    out!();
     print_relations(&response.relations);
 }
 
@@ -176,7 +176,7 @@ pub fn print_diff(changes: &[proto::StateChange]) {
 /// Prints rows under headers, each column as wide as its widest cell.
 pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     if rows.is_empty() {
-        println!("(none)");
+        out!("(none)");
         return;
     }
     let mut widths: Vec<usize> = headers
@@ -194,7 +194,7 @@ pub fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &rows {

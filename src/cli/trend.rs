@@ -98,7 +98,7 @@ pub async fn run(client: &mut Client, args: TrendArgs, json: bool) -> Outcome {
     if let Some(value) = &value {
         header.push_str(&format!("  {value:>value_width$}"));
     }
-    println!("{header}");
+    out!("{header}");
     for bucket in &buckets {
         let mut line = format!(
             "{:<start_width$}  {:>count_width$}",
@@ -115,9 +115,9 @@ pub async fn run(client: &mut Client, args: TrendArgs, json: bool) -> Outcome {
         let bar = (bucket.count as usize * BAR_WIDTH).div_ceil(most.max(1) as usize);
         line.push_str("  ");
         line.push_str(&"█".repeat(bar));
-        println!("{}", line.trim_end());
+        out!("{}", line.trim_end());
     }
-    println!(
+    out!(
         "{} events in {} buckets (as of seq {})",
         response.total,
         response.buckets.len(),

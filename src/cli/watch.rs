@@ -50,11 +50,11 @@ pub async fn run(client: &mut Client, args: WatchArgs, json: bool) -> Outcome {
             }
             match &before {
                 None => {
-                    println!("as of seq {}:", message.seq);
+                    out!("as of seq {}:", message.seq);
                     print_relations(&message.relations);
                 }
                 Some(before) => {
-                    println!("seq {} (event {}):", message.seq, message.event_id);
+                    out!("seq {} (event {}):", message.seq, message.event_id);
                     print_changes(&relation_lines(before), &relation_lines(&message.relations));
                 }
             }
@@ -75,11 +75,11 @@ pub async fn run(client: &mut Client, args: WatchArgs, json: bool) -> Outcome {
         let answer = message.answer.unwrap_or_default();
         match &before {
             None => {
-                println!("as of seq {}:", message.seq);
+                out!("as of seq {}:", message.seq);
                 print_entity(&answer);
             }
             Some(before) => {
-                println!("seq {} (event {}):", message.seq, message.event_id);
+                out!("seq {} (event {}):", message.seq, message.event_id);
                 print_changes(&entity_lines(before), &entity_lines(&answer));
             }
         }
@@ -128,9 +128,9 @@ fn relation_lines(relations: &[proto::Relation]) -> BTreeMap<String, String> {
 fn print_changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) {
     for (what, value) in after {
         match before.get(what) {
-            None if what.starts_with("relation") => println!("  begun  {what} {value}"),
-            None => println!("  set    {what} {value}"),
-            Some(old) if old != value => println!("  now    {what} {value} (was {old})"),
+            None if what.starts_with("relation") => out!("  begun  {what} {value}"),
+            None => out!("  set    {what} {value}"),
+            Some(old) if old != value => out!("  now    {what} {value} (was {old})"),
             Some(_) => {}
         }
     }
@@ -141,7 +141,7 @@ fn print_changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, Str
             } else {
                 "gone"
             };
-            println!("  {word:6} {what} (was {value})");
+            out!("  {word:6} {what} (was {value})");
         }
     }
 }
