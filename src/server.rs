@@ -410,10 +410,13 @@ async fn report_cluster_health(
 }
 
 /// Reflection describes every service served: ours, health, and reflection
-/// itself, so `buf curl` and grpcurl need no proto files for any of them.
+/// itself, so `buf curl` and grpcurl need no proto files for any of them;
+/// and the `google.rpc` error details errors carry (`BadRequest` and the
+/// rest), so that they print an INVALID_ARGUMENT's field violations.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)

@@ -21,7 +21,8 @@ def main(address):
     reflection = ProtoReflectionDescriptorDatabase(channel)
     services = list(reflection.get_services())
     assert SERVICE in services, f"reflection lists {services}"
-    service = descriptor_pool.DescriptorPool(reflection).FindServiceByName(SERVICE)
+    pool = descriptor_pool.DescriptorPool(reflection)
+    service = pool.FindServiceByName(SERVICE)
 
     def call(name, **fields):
         method = service.FindMethodByName(name)
@@ -51,13 +52,26 @@ def main(address):
     checks.append((north_korea.entity.id, "north-korea"))
     checks.append((leader.get("leader"), "kim-jong-un"))
 
-    # A bad request: INVALID_ARGUMENT, naming the field.
+    # A bad request: INVALID_ARGUMENT, and its google.rpc.BadRequest
+    # details, read with descriptors reflection serves too (as grpcurl
+    # reads them).
     try:
         call("ListRelations", entity="china", at="1950-13")
         checks.append(("no error", "INVALID_ARGUMENT"))
     except grpc.RpcError as error:
         checks.append((error.code(), grpc.StatusCode.INVALID_ARGUMENT))
-        checks.append(("at" in error.details(), True))
+        trailers = dict(error.trailing_metadata() or ())
+        status_type = pool.FindMessageTypeByName("google.rpc.Status")
+        status = message_factory.GetMessageClass(status_type).FromString(
+            trailers.get("grpc-status-details-bin", b"")
+        )
+        violations = []
+        for detail in status.details:
+            detail_type = pool.FindMessageTypeByName(detail.type_url.split("/")[-1])
+            message = message_factory.GetMessageClass(detail_type).FromString(detail.value)
+            if detail_type.full_name == "google.rpc.BadRequest":
+                violations += [violation.field for violation in message.field_violations]
+        checks.append((violations, ["at"]))
 
     failed = [(got, wanted) for got, wanted in checks if got != wanted]
     for got, wanted in failed:
