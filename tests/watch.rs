@@ -259,12 +259,12 @@ async fn annals_watch_prints_the_answer_then_each_change() {
     let server = TestServer::seeded().await;
     let mut child = std::process::Command::new(common::BINARY)
         .args([
-            "--server",
-            &server.url(),
             "watch",
             "north-korea",
             "--at",
             "1951-06-01",
+            "--server",
+            &server.url(),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -16,6 +16,7 @@ pub struct ImportArgs {
     /// Files to import: plain, .zip or .gz.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// The files' format (auto: told by their names and columns).
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     format: FormatArg,
     /// Only events on or after this date (2018, 2018-06, 2018-06-01).

@@ -45,7 +45,7 @@ pub fn verify(data_dir: &std::path::Path) -> Outcome {
 pub async fn restore(
     file: &std::path::Path,
     data_dir: &std::path::Path,
-    log: &super::LogArgs,
+    log: &super::cluster::LogArgs,
 ) -> Outcome {
     let text = read_input(file)?;
     let log = log.config().map_err(|error| error.to_string())?;

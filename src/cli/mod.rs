@@ -2,231 +2,26 @@
 //! query. Client output is an aligned table by default, proto3 JSON with
 //! `--json`.
 
-use crate::client::{Client, ClientOptions, EventQuery, DEFAULT_SERVER};
+use crate::client::{Client, ClientOptions, EventQuery};
 use crate::json::to_json;
 use crate::proto;
 use crate::server::Config;
-use clap::{Parser, Subcommand};
-use cluster::LogArgs;
+use clap::Parser;
+use commands::{Cli, Command};
 use local::{read_input, restore, serve, verify};
 use print::*;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use trust::TrustArgs;
 
 #[macro_use]
 mod out;
 mod cluster;
+mod commands;
 mod import;
 mod local;
 mod print;
 mod trend;
 mod trust;
 mod watch;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "annals",
-    version,
-    about = "An event-sourced timeline database: what held at any time, as known at any point of the log."
-)]
-pub struct Cli {
-    /// Server to query (client commands).
-    #[arg(long, global = true, env = "ANNALS_SERVER", default_value = DEFAULT_SERVER)]
-    server: String,
-    /// Print proto3 JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Bearer token for a server that asks for one (client commands).
-    #[arg(long, global = true, env = "ANNALS_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// PEM of the CA that signed the server's certificate (https:// servers).
-    #[arg(long, global = true, env = "ANNALS_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-    /// gzip requests and replies (for a slow link to the server).
-    #[arg(long, global = true, env = "ANNALS_GZIP")]
-    gzip: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Serve the gRPC API (seeding the article's events into an empty log).
-    Serve {
-        #[arg(long, env = "ANNALS_LISTEN", default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
-        data_dir: PathBuf,
-        /// Do not append the built-in data set to an empty log.
-        #[arg(long, env = "ANNALS_NO_SEED")]
-        no_seed: bool,
-        /// sled page cache, in MiB (log entries read recently).
-        #[arg(long, env = "ANNALS_CACHE_MB", default_value_t = 256)]
-        cache_mb: u64,
-        /// Entity timelines kept in memory by the index, in MiB.
-        #[arg(long, env = "ANNALS_TIMELINE_CACHE_MB", default_value_t = 1024)]
-        timeline_cache_mb: usize,
-        /// Event runs (an entity's or a dyad's events, for counts) kept in
-        /// memory, in MiB.
-        #[arg(long, env = "ANNALS_EVENT_CACHE_MB", default_value_t = 256)]
-        event_cache_mb: usize,
-        /// Derived index writes buffered in memory before they are written
-        /// out as a sorted run, in KiB.
-        #[arg(long, env = "ANNALS_INDEX_BUFFER_KIB", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
-        index_buffer_kib: u64,
-        #[command(flatten)]
-        log: LogArgs,
-        #[command(flatten)]
-        trust: TrustArgs,
-    },
-    /// An entity with its attributes and relations at a time.
-    Entity {
-        /// Entity id or alias (e.g. DPRK).
-        id: String,
-        /// Valid time (1950, 2023-09, 2024-04-13, RFC 3339); default: now.
-        #[arg(long, default_value = "")]
-        at: String,
-        /// Only what the log knew at this seq (0: everything).
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-    },
-    /// Entities by type and name prefix.
-    Entities {
-        /// COUNTRY, PERSON, ORGANIZATION, PLACE or OTHER.
-        #[arg(long = "type", default_value = "")]
-        entity_type: String,
-        #[arg(long, default_value = "")]
-        query: String,
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-    },
-    /// Relations active at a time (of an entity, or the whole graph).
-    Relations {
-        entity: Option<String>,
-        /// Only relations with this counterpart.
-        #[arg(long = "with", default_value = "")]
-        counterpart: String,
-        #[arg(long, default_value = "")]
-        kind: String,
-        #[arg(long, default_value = "")]
-        at: String,
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-    },
-    /// Every interval of the relations between two entities.
-    History {
-        a: String,
-        b: Option<String>,
-        #[arg(long, default_value = "")]
-        kind: String,
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-    },
-    /// Events overlapping a valid-time window, in valid-time order.
-    Events {
-        #[arg(long, default_value = "")]
-        entity: String,
-        /// Only events naming this entity too (the dyad; needs --entity).
-        #[arg(long, alias = "with", default_value = "")]
-        counterpart: String,
-        #[arg(long, default_value = "")]
-        kind: String,
-        /// Only events with this label (KEY=VALUE; repeat for more).
-        #[arg(long = "label", value_parser = parse_label)]
-        labels: Vec<(String, String)>,
-        #[arg(long, default_value = "")]
-        from: String,
-        #[arg(long, default_value = "")]
-        to: String,
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-        #[arg(long)]
-        newest_first: bool,
-        /// At most this many (0: all).
-        #[arg(long, default_value_t = 0)]
-        limit: usize,
-    },
-    /// One event by id.
-    Event { id: String },
-    /// What changed between two times.
-    Diff {
-        #[arg(long, default_value = "")]
-        from: String,
-        #[arg(long, default_value = "")]
-        to: String,
-        #[arg(long, default_value = "")]
-        entity: String,
-        #[arg(long, default_value_t = 0)]
-        as_of: u64,
-    },
-    /// The raw log in seq order.
-    Log {
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        #[arg(long)]
-        reverse: bool,
-    },
-    /// Follow the log: what is recorded from --from, then live.
-    Tail {
-        /// First seq (0: only what comes next).
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        #[arg(long, default_value = "")]
-        entity: String,
-        #[arg(long, default_value = "")]
-        kind: String,
-        /// Stop after this many entries (0: never).
-        #[arg(long, default_value_t = 0)]
-        count: usize,
-    },
-    /// Check a stopped server's store: log checksums, seq continuity, indexes vs log.
-    Verify {
-        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
-        data_dir: PathBuf,
-    },
-    /// Rebuild a stopped server's derived trees from its log.
-    RebuildIndexes {
-        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
-        data_dir: PathBuf,
-    },
-    /// Write the whole log as proto3 JSON lines of LogEntry: a restorable backup.
-    Export {
-        /// File to write ("-" for stdout).
-        #[arg(long, default_value = "-")]
-        out: PathBuf,
-    },
-    /// Restore an export into an empty data directory (server stopped), or
-    /// with --log into an empty stream, the data directory its first view.
-    Restore {
-        file: PathBuf,
-        #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
-        data_dir: PathBuf,
-        #[command(flatten)]
-        log: LogArgs,
-    },
-    /// Import coded event data (GDELT 2.0, ICEWS) or proto3 JSON lines of
-    /// events, through Append: plain, .zip or .gz files, streamed.
-    Import(import::ImportArgs),
-    /// Events of an entity (or a dyad) counted per day, month or year.
-    Trend(trend::TrendArgs),
-    /// A standing query: an entity's answer at a time, then each change to it
-    /// (back-dated events and corrections included), until Ctrl-C.
-    Watch(watch::WatchArgs),
-    /// Append events from a file of proto3 JSON lines ("-" for stdin).
-    Append {
-        file: PathBuf,
-        /// Events per Append call; each call is atomic.
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-        /// Refuse unless the log ends at this seq (first batch only).
-        #[arg(long)]
-        expected_last_seq: Option<u64>,
-    },
-}
 
 /// Parses the command line and runs it.
 pub async fn run() -> ExitCode {
@@ -281,12 +76,12 @@ async fn execute(cli: Cli) -> Outcome {
         let config = trust.apply(config).map_err(|error| error.to_string())?;
         return serve(config).await;
     }
-    if let Command::Import(args) = &cli.command {
+    if let Command::Import { args, .. } = &cli.command {
         if args.dry_run() {
-            let Command::Import(args) = cli.command else {
+            let Command::Import { args, client } = cli.command else {
                 unreachable!("matched above")
             };
-            return import::run(None, args, cli.json).await;
+            return import::run(None, args, client.json).await;
         }
     }
     match &cli.command {
@@ -307,30 +102,33 @@ async fn execute(cli: Cli) -> Outcome {
         } => return restore(file, data_dir, log).await,
         _ => {}
     }
-    let ca_cert = match &cli.ca_cert {
+    let Some(connection) = cli.command.client().cloned() else {
+        unreachable!("the local commands are handled above")
+    };
+    let ca_cert = match &connection.ca_cert {
         Some(path) => {
             Some(std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?)
         }
         None => None,
     };
     let options = ClientOptions {
-        token: cli.token.clone(),
+        token: connection.token.clone(),
         ca_cert,
-        gzip: cli.gzip,
+        gzip: connection.gzip,
     };
-    let mut client = Client::connect_with(&cli.server, options)
+    let mut client = Client::connect_with(&connection.server, options)
         .await
-        .map_err(|error| format!("cannot reach {}: {error}", cli.server))?;
-    let json = cli.json;
+        .map_err(|error| format!("cannot reach {}: {error}", connection.server))?;
+    let json = connection.json;
     match cli.command {
         Command::Serve { .. }
         | Command::Verify { .. }
         | Command::RebuildIndexes { .. }
         | Command::Restore { .. } => unreachable!("handled above"),
-        Command::Import(args) => return import::run(Some(&mut client), args, json).await,
-        Command::Trend(args) => return trend::run(&mut client, args, json).await,
-        Command::Watch(args) => return watch::run(&mut client, args, json).await,
-        Command::Export { out } => {
+        Command::Import { args, .. } => return import::run(Some(&mut client), args, json).await,
+        Command::Trend { args, .. } => return trend::run(&mut client, args, json).await,
+        Command::Watch { args, .. } => return watch::run(&mut client, args, json).await,
+        Command::Export { out, .. } => {
             let mut lines = String::new();
             let last = client
                 .read_log(0, 1, true)
@@ -358,7 +156,7 @@ async fn execute(cli: Cli) -> Outcome {
                 eprintln!("exported {last} log entries to {}", out.display());
             }
         }
-        Command::Entity { id, at, as_of } => {
+        Command::Entity { id, at, as_of, .. } => {
             let response = client.entity(&id, &at, as_of).await.map_err(status_text)?;
             if json {
                 return print_json(&response);
@@ -369,6 +167,7 @@ async fn execute(cli: Cli) -> Outcome {
             entity_type,
             query,
             as_of,
+            ..
         } => {
             let entity_type = parse_entity_type(&entity_type)?;
             let entities = client
@@ -400,6 +199,7 @@ async fn execute(cli: Cli) -> Outcome {
             kind,
             at,
             as_of,
+            ..
         } => {
             let entity = entity.unwrap_or_default();
             let relations = client
@@ -411,7 +211,9 @@ async fn execute(cli: Cli) -> Outcome {
             }
             print_relations(&relations);
         }
-        Command::History { a, b, kind, as_of } => {
+        Command::History {
+            a, b, kind, as_of, ..
+        } => {
             let b = b.unwrap_or_default();
             let intervals = client
                 .history(&a, &b, &kind, as_of)
@@ -452,6 +254,7 @@ async fn execute(cli: Cli) -> Outcome {
             as_of,
             newest_first,
             limit,
+            ..
         } => {
             let query = EventQuery {
                 entity,
@@ -470,7 +273,7 @@ async fn execute(cli: Cli) -> Outcome {
             }
             print_entries(&entries);
         }
-        Command::Event { id } => {
+        Command::Event { id, .. } => {
             let entry = client.event(&id).await.map_err(status_text)?;
             return print_json(&entry);
         }
@@ -479,6 +282,7 @@ async fn execute(cli: Cli) -> Outcome {
             to,
             entity,
             as_of,
+            ..
         } => {
             let changes = client
                 .diff(&from, &to, &entity, as_of)
@@ -493,6 +297,7 @@ async fn execute(cli: Cli) -> Outcome {
             from,
             limit,
             reverse,
+            ..
         } => {
             let response = client
                 .read_log(from, limit, reverse)
@@ -515,6 +320,7 @@ async fn execute(cli: Cli) -> Outcome {
             entity,
             kind,
             count,
+            ..
         } => {
             let from = if from == 0 {
                 client
@@ -548,6 +354,7 @@ async fn execute(cli: Cli) -> Outcome {
             file,
             batch,
             expected_last_seq,
+            ..
         } => {
             let text = read_input(&file)?;
             let events = crate::seed::parse_lines(&text)

@@ -19,12 +19,16 @@ pub struct TrendArgs {
     entity: String,
     /// The other side of the dyad (id or alias).
     counterpart: Option<String>,
+    /// Start of the valid-time window (default: the first event's).
     #[arg(long, default_value = "")]
     from: String,
+    /// End of the valid-time window (default: now).
     #[arg(long, default_value = "")]
     to: String,
+    /// Bucket size.
     #[arg(long, value_enum, default_value_t = By::Month)]
     by: By,
+    /// Only events of this kind (e.g. a CAMEO event code's kind).
     #[arg(long, default_value = "")]
     kind: String,
     /// Only events with this label (KEY=VALUE; repeat for more).
@@ -33,6 +37,7 @@ pub struct TrendArgs {
     /// A numeric label to average per bucket (e.g. goldstein).
     #[arg(long, default_value = "")]
     value: String,
+    /// Only what the log knew at this seq (0: everything).
     #[arg(long, default_value_t = 0)]
     as_of: u64,
 }

@@ -379,7 +379,7 @@ fn run_size(
         "dyad": dyad_json(&busiest),
         "top_dyads": generated.top.iter().map(dyad_json).collect::<Vec<_>>(),
         "import": {
-            "command": format!("annals --server http://127.0.0.1:PORT import {} --json", file.file_name().unwrap_or_default().to_string_lossy()),
+            "command": format!("annals import {} --json --server http://127.0.0.1:PORT", file.file_name().unwrap_or_default().to_string_lossy()),
             "seconds": round3(imported.seconds),
             "rows_per_s": round3(n as f64 / imported.seconds),
             "events": import_events,

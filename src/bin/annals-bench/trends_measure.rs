@@ -56,18 +56,18 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `annals --server http://ADDRESS import FILE --json` to the end,
+/// Runs `annals import FILE --json --server http://ADDRESS` to the end,
 /// sampling the process's peak RSS every 5 ms. Its stderr goes to `log`.
 pub fn import(binary: &Path, address: &str, file: &Path, log: &Path) -> Res<Imported> {
     let stderr = std::fs::File::create(log)?;
     let clock = cpu::Clock::start();
     let started = Instant::now();
     let mut child = Command::new(binary)
-        .arg("--server")
-        .arg(format!("http://{address}"))
         .arg("import")
         .arg(file)
         .arg("--json")
+        .arg("--server")
+        .arg(format!("http://{address}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
