@@ -333,7 +333,7 @@ async fn a_single_node_store_moves_into_a_stream_with_its_seqs_and_times() {
     let original = whole_log(&mut client).await;
     let export = dir.path().join("export.jsonl");
     let exported = std::process::Command::new(common::BINARY)
-        .args(["--server", &single.url(), "export", "--out"])
+        .args(["export", "--server", &single.url(), "--out"])
         .arg(&export)
         .output()
         .unwrap();
