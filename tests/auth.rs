@@ -497,19 +497,7 @@ impl Serve {
             .stderr(stderr)
             .spawn()
             .expect("annals serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(address) = line.strip_prefix("annals listening on ") {
-                    let _ = sender.send(address.to_string());
-                }
-            }
-        });
+        let receiver = common::announced(child.stdout.take().unwrap());
         let address = match receiver.recv_timeout(Duration::from_secs(60)) {
             Ok(address) => address,
             Err(_) => {

@@ -3,7 +3,7 @@
 //! killed, every server stopped.
 
 use crate::common::{declarations, event, set};
-use crate::harness::{eventually, nats_server, Nats, Node};
+use crate::harness::{eventually, nats_server, two_nodes, Nats, Node};
 use crate::{same_log, whole_log};
 use annals::client::Client;
 use annals::proto;
@@ -107,12 +107,10 @@ fn audit(log: &[proto::LogEntry], acknowledged: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_stream_leader_loses_no_acknowledged_append() {
-    let Some(binary) = nats_server() else { return };
-    let mut nats = Nats::start(binary);
-    nats.ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
-    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let Some(mut cluster) = two_nodes().await else {
+        return;
+    };
+    let (a, b, nats) = (&cluster.a, &cluster.b, &mut cluster.nats);
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     ca.append(vec![declarations("d", &["x"])], None)
         .await
@@ -167,12 +165,10 @@ async fn killing_the_stream_leader_loses_no_acknowledged_append() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_catches_up_from_its_last_message() {
-    let Some(binary) = nats_server() else { return };
-    let nats = Nats::start(binary);
-    nats.ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
-    let mut b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let Some(mut cluster) = two_nodes().await else {
+        return;
+    };
+    let (a, b) = (&cluster.a, &mut cluster.b);
     let mut ca = a.client().await;
     ca.append(vec![declarations("d", &["x"])], None)
         .await
@@ -215,12 +211,10 @@ async fn a_killed_node_catches_up_from_its_last_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_resumes_within_30_s_when_its_consumers_server_dies() {
-    let Some(binary) = nats_server() else { return };
-    let mut nats = Nats::start(binary);
-    nats.ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
-    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let Some(mut cluster) = two_nodes().await else {
+        return;
+    };
+    let (a, b, nats) = (&cluster.a, &cluster.b, &mut cluster.nats);
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     ca.append(vec![declarations("d", &["x"])], None)
         .await
@@ -308,12 +302,10 @@ async fn with_every_server_stopped_appends_are_unavailable_and_reads_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_on_two_nodes_share_one_gapless_log() {
-    let Some(binary) = nats_server() else { return };
-    let nats = Nats::start(binary);
-    nats.ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
-    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let Some(cluster) = two_nodes().await else {
+        return;
+    };
+    let (a, b) = (&cluster.a, &cluster.b);
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     ca.append(vec![declarations("d", &["x"])], None)
         .await

@@ -3,7 +3,6 @@
 //! nodes over it. Everything is stopped on drop.
 
 use annals::client::Client;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -249,6 +248,31 @@ impl Drop for Nats {
 }
 
 /// One `annals serve --log …` process.
+/// Three servers and two nodes over a fresh stream, without the data set:
+/// what most cases start from. `None` (the case skips) without a
+/// nats-server. Dropped in field order: the nodes, then the servers, then
+/// the directory.
+pub struct TwoNodes {
+    pub a: Node,
+    pub b: Node,
+    pub nats: Nats,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn two_nodes() -> Option<TwoNodes> {
+    let nats = Nats::start(nats_server()?);
+    nats.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
+    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    Some(TwoNodes {
+        a,
+        b,
+        nats,
+        _dir: dir,
+    })
+}
+
 pub struct Node {
     child: Option<Child>,
     pub address: String,
@@ -318,16 +342,7 @@ fn spawn(log: &str, data_dir: &Path, extra: &[&str]) -> (Child, String) {
         .stderr(stderr)
         .spawn()
         .expect("annals serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(address) = line.strip_prefix("annals listening on ") {
-                let _ = sender.send(address.to_string());
-            }
-        }
-    });
-    let address = receiver
+    let address = crate::common::announced(child.stdout.take().unwrap())
         .recv_timeout(Duration::from_secs(90))
         .unwrap_or_else(|_| {
             let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();

@@ -18,7 +18,7 @@ mod replay;
 use annals::client::Client;
 use annals::proto;
 use common::{declarations, event, set, two_countries};
-use harness::{eventually, nats_server, Nats, Node};
+use harness::{eventually, nats_server, two_nodes, Nats, Node};
 use std::time::Duration;
 use tonic::Code;
 
@@ -221,12 +221,10 @@ async fn nodes_started_together_seed_once_and_serve_one_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_nodes_each_race_has_one_winner() {
-    let Some(binary) = nats_server() else { return };
-    let nats = Nats::start(binary);
-    nats.ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let a = Node::start(&nats, &dir.path().join("a"), &["--no-seed"]);
-    let b = Node::start(&nats, &dir.path().join("b"), &["--no-seed"]);
+    let Some(cluster) = two_nodes().await else {
+        return;
+    };
+    let (a, b) = (&cluster.a, &cluster.b);
     let (mut ca, mut cb) = (a.client().await, b.client().await);
     ca.append(vec![declarations("d", &["x", "y"])], None)
         .await

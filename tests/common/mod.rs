@@ -202,11 +202,26 @@ pub struct ServeProcess {
     pub address: String,
 }
 
+/// The address an `annals serve` says it listens on ("annals listening on
+/// ADDRESS" on its stdout), once it says it; its stdout is read to the end
+/// by a thread of its own.
+pub fn announced(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("annals listening on ") {
+                let _ = sender.send(address.to_string());
+            }
+        }
+    });
+    receiver
+}
+
 impl ServeProcess {
     /// Starts `annals serve --listen 127.0.0.1:0 --data-dir DIR` plus
     /// `extra` arguments, and waits until it says where it listens.
     pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> ServeProcess {
-        use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -217,16 +232,7 @@ impl ServeProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("annals serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("annals listening on ") {
-                    let _ = sender.send(address.to_string());
-                }
-            }
-        });
-        let address = receiver
+        let address = announced(child.stdout.take().unwrap())
             .recv_timeout(Duration::from_secs(60))
             .expect("the server says where it listens");
         ServeProcess { child, address }
