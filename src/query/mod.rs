@@ -399,7 +399,8 @@ impl<'a> Snapshot<'a> {
         Ok(self.attributes_keyed(entity, Some(key), at)?.pop())
     }
 
-    /// Attribute values in force at Q (only `key`'s, when given), by key.
+    /// Attribute values in force at Q (only `key`'s, when given, read from
+    /// its group alone), by key.
     fn attributes_keyed(
         &self,
         entity: &str,
@@ -407,9 +408,12 @@ impl<'a> Snapshot<'a> {
         at: Instant,
     ) -> Result<Vec<proto::Attribute>> {
         let mut attributes = Vec::new();
-        self.walk(entity, Part::Attributes, &mut |name, history| {
+        // One key: read from its group on, to its end.
+        let group = key.map(keys::attribute_group);
+        let from = group.as_deref().map_or(Bound::Unbounded, Bound::Included);
+        let visit = &mut |name: Name, history: History| {
             if key.is_some_and(|key| key != name.kind) {
-                return Ok(true);
+                return Ok(false);
             }
             if let Some(change) = self.deciding(history.changes, at) {
                 let value = history.value(change);
@@ -424,7 +428,9 @@ impl<'a> Snapshot<'a> {
                 }
             }
             Ok(true)
-        })?;
+        };
+        self.timelines
+            .walk(self.store, entity, Part::Attributes, from, visit)?;
         Ok(attributes)
     }
 

@@ -112,6 +112,16 @@ pub fn compare(
                     replay.attributes(entity, at, as_of),
                     "attributes of {entity}, {context}"
                 );
+                // One key: only its group is read.
+                let key = rng.pick(&["leader", "status", "absent"]);
+                assert_eq!(
+                    snapshot.attribute(entity, key, at).unwrap(),
+                    replay
+                        .attributes(entity, at, as_of)
+                        .into_iter()
+                        .find(|attribute| attribute.key == *key),
+                    "{key} of {entity}, {context}"
+                );
                 let filter = EventFilter {
                     entity: Some(entity.to_string()),
                     from,
