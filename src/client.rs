@@ -396,6 +396,26 @@ impl Client {
             .intervals)
     }
 
+    /// Every value an entity's attributes (`key`'s only, unless empty) held.
+    pub async fn attribute_history(
+        &mut self,
+        entity: &str,
+        key: &str,
+        as_of_seq: u64,
+    ) -> Result<Vec<proto::AttributeInterval>, Status> {
+        let request = proto::AttributeHistoryRequest {
+            entity: entity.to_string(),
+            key: key.to_string(),
+            as_of_seq,
+        };
+        Ok(self
+            .inner
+            .attribute_history(request)
+            .await?
+            .into_inner()
+            .intervals)
+    }
+
     /// Events overlapping a window, following pages up to `query.limit`.
     pub async fn events(&mut self, query: &EventQuery) -> Result<Vec<proto::LogEntry>, Status> {
         let mut request = proto::ListEventsRequest {

@@ -47,6 +47,7 @@ named!(
     ListEntitiesResponse,
     ListRelationsResponse,
     RelationHistoryResponse,
+    AttributeHistoryResponse,
     ListEventsResponse,
     DiffResponse,
     CountEventsResponse,
