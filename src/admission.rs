@@ -7,7 +7,8 @@
 //!   queued: a queue would only add latency to every call behind it, and a
 //!   client can back off and retry. A server-streaming call (Subscribe)
 //!   counts until its stream starts; open streams have their own cap
-//!   (`Service::with_max_subscribers`).
+//!   (`Service::with_max_subscribers`). The permits handed out are the
+//!   `annals_rpc_in_flight` gauge, each call shed `annals_rpc_shed_total`.
 //! - **A deadline.** A call that takes longer than `deadline` ends with
 //!   DEADLINE_EXCEEDED (a client's own shorter `grpc-timeout` still wins).
 //!   An Append whose deadline passes may still have been stored; re-sending
@@ -17,6 +18,7 @@
 //!   for an oversized request, whoever finds it, so that status is
 //!   rewritten here.
 
+use crate::metrics::Metrics;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,15 +38,24 @@ pub struct Admission<S> {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     deadline: Duration,
+    metrics: Metrics,
 }
 
 impl<S> Admission<S> {
-    pub fn new(inner: S, max_in_flight: usize, deadline: Duration) -> Admission<S> {
+    pub fn new(
+        inner: S,
+        max_in_flight: usize,
+        deadline: Duration,
+        metrics: Metrics,
+    ) -> Admission<S> {
+        let in_flight = Arc::new(Semaphore::new(max_in_flight));
+        metrics.count_in_flight(&in_flight, max_in_flight);
         Admission {
             inner,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            in_flight,
             max_in_flight,
             deadline,
+            metrics,
         }
     }
 }
@@ -68,6 +79,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            self.metrics.shed();
             let status = Status::resource_exhausted(format!(
                 "the server is at its limit of {} calls in flight; retry with backoff",
                 self.max_in_flight

@@ -6,6 +6,8 @@
 //! trait). `time` owns valid-time parsing; `model` the validated domain
 //! types. `client` is the typed client the CLI uses, for other services too;
 //! `import` takes coded event data (GDELT, ICEWS) in through it.
+//! `metrics` counts what the server and the writer do, per `Database`, and
+//! renders it as OpenMetrics text.
 
 pub mod admission;
 pub mod auth;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod import;
 pub mod index;
 pub mod json;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod page;

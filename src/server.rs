@@ -6,6 +6,7 @@ use crate::auth::{self, RequireRole, Tokens};
 use crate::cluster::{self, LogConfig, Stream};
 use crate::engine::{Database, Limits};
 use crate::error::Result;
+use crate::metrics::Metered;
 use crate::proto::timeline_service_server::TimelineServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::seed;
@@ -329,6 +330,7 @@ async fn routes(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("the compiled descriptors are valid");
+    let metrics = db.metrics().clone();
     let service = Service::new(db, stopping)
         .with_max_subscribers(config.limits.max_subscribers)
         .with_max_watches(config.limits.max_watches)
@@ -342,6 +344,7 @@ async fn routes(
         timeline,
         config.limits.max_in_flight,
         config.limits.deadline,
+        metrics.clone(),
     );
     // Health stays open: load balancers and orchestrators probe it without
     // credentials. Reflection is open unless asked otherwise.
@@ -350,9 +353,10 @@ async fn routes(
         None => routes
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(timeline),
+            .add_service(Metered::new(timeline, metrics)),
         Some(tokens) => {
             let timeline = RequireRole::new(timeline, Arc::clone(tokens), auth::timeline_role);
+            let timeline = Metered::new(timeline, metrics);
             if config.reflection_requires_auth {
                 let role = auth::reflection_role;
                 routes

@@ -69,6 +69,7 @@ pub async fn follow(
             },
             _ = stopping.changed() => return,
         };
+        db.metrics().stream_position(target);
         if db.log_position() >= target {
             caught_up.send_replace(true);
         }
@@ -107,7 +108,13 @@ pub async fn follow(
                 None => break,
             };
             let position = match message.info() {
-                Ok(info) => info.stream_sequence,
+                Ok(info) => {
+                    // What the stream holds after this message is the
+                    // view's lag (`annals_view_lag_messages`).
+                    db.metrics()
+                        .stream_position(info.stream_sequence + info.pending);
+                    info.stream_sequence
+                }
                 Err(error) => {
                     tracing::warn!(%error, "a stream message without its position; making a new consumer");
                     break;

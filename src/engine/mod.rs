@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::index::{EventRuns, Index, TimelineCache};
+use crate::metrics::Metrics;
 use crate::proto;
 use crate::query::Snapshot;
 use crate::store::{timestamp, LogStore, StoredEntry};
@@ -96,6 +97,7 @@ struct Shared {
     sequencer: Option<Arc<dyn Sequencer>>,
     /// In cluster mode, the position of the last message the view holds.
     position: AtomicU64,
+    metrics: Metrics,
 }
 
 impl Database {
@@ -133,11 +135,16 @@ impl Database {
         };
         let last_seq = index.last_seq();
         let (jobs, receiver) = mpsc::channel(1024);
+        let metrics = match sequencer {
+            Some(_) => Metrics::for_cluster(),
+            None => Metrics::new(),
+        };
         let shared = Arc::new(Shared {
             store,
             index: RwLock::new(index),
-            timelines: TimelineCache::new(limits.timeline_cache_bytes),
-            runs: EventRuns::new(limits.event_cache_bytes),
+            timelines: TimelineCache::new(limits.timeline_cache_bytes)
+                .with_lookups(metrics.timeline_cache()),
+            runs: EventRuns::new(limits.event_cache_bytes).with_lookups(metrics.event_cache()),
             durable: watch::Sender::new(last_seq),
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(None),
@@ -145,6 +152,7 @@ impl Database {
             limits,
             sequencer,
             position: AtomicU64::new(position),
+            metrics,
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -244,6 +252,12 @@ impl Database {
     /// holds (cluster mode; 0 otherwise).
     pub fn log_position(&self) -> u64 {
         self.shared.position.load(Ordering::SeqCst)
+    }
+
+    /// The metrics of this database and the server over it (see
+    /// `metrics::render`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Is the log replicated (cluster mode)?

@@ -14,7 +14,7 @@
 //! applied as a restore is.
 
 use super::sequencer::{LogMessage, Refused, Sequencer};
-use super::writer::{commit, prepare, Round};
+use super::writer::{commit, count_stored, prepare, Round};
 use super::{AppendJob, Appended, Job, Shared};
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -209,6 +209,7 @@ impl Replicated {
                 }
                 self.clock = recorded_at.max(clock);
                 for each in prepared {
+                    count_stored(&self.shared, &each.appended);
                     self.answer(each.waiting, Ok(each.appended));
                 }
             } else {

@@ -200,3 +200,40 @@ fn a_message_that_does_not_continue_the_view_stops_its_appends() {
     assert_eq!(a.last_seq(), 0, "nothing of it applied");
     a.close();
 }
+
+#[test]
+fn each_view_counts_the_appends_it_stored_and_its_lag_behind_the_stream() {
+    let log = Arc::new(MemoryLog::default());
+    let (a, b) = (view(&log), view(&log));
+    block_on(async {
+        a.append(vec![declare("d", "x"), note("n1", "x")], None)
+            .await
+            .unwrap();
+        // b applies a's message first (a group commit of its own), then
+        // stores its append: one batch, one event of its own.
+        b.append(vec![note("n2", "x")], None).await.unwrap();
+        // Re-sent to a: nothing new is stored.
+        a.append(vec![note("n1", "x")], None).await.unwrap();
+    });
+    let (on_a, on_b) = (crate::metrics::render(&a), crate::metrics::render(&b));
+    assert!(on_a.contains("annals_appends_total 1\n"), "{on_a}");
+    assert!(on_a.contains("annals_events_appended_total 2\n"), "{on_a}");
+    assert!(on_b.contains("annals_appends_total 1\n"), "{on_b}");
+    assert!(on_b.contains("annals_events_appended_total 1\n"), "{on_b}");
+    assert!(
+        on_b.contains("annals_group_commit_events_count 2\n"),
+        "a's message applied, then b's append: {on_b}"
+    );
+    assert!(
+        on_b.contains("annals_group_commit_events_sum 3.0\n"),
+        "{on_b}"
+    );
+
+    // The follower learnt of a message b's view does not hold yet.
+    b.metrics().stream_position(b.log_position() + 1);
+    let on_b = crate::metrics::render(&b);
+    assert!(on_b.contains("annals_view_lag_messages 1\n"), "{on_b}");
+    assert!(on_b.contains("annals_log_last_seq 3\n"), "{on_b}");
+    a.close();
+    b.close();
+}

@@ -38,8 +38,10 @@ impl Round {
 }
 
 /// Writes a round: the log, then the derived trees and the cached
-/// timelines under the cache lock, then one sync for all of it.
+/// timelines under the cache lock, then one sync for all of it (a group
+/// commit, recorded in the writer's metrics once it is durable).
 pub(super) fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
+    let entries = round.entries.len();
     // Before the writes land: a run built from the store from now on
     // might miss them, and so is not kept.
     if let Some(last) = round.entries.last() {
@@ -52,7 +54,25 @@ pub(super) fn commit(shared: &Shared, round: &mut Round) -> Result<()> {
             .store
             .append(&round.entries, std::mem::take(&mut round.derived))?;
     }
-    shared.store.sync()
+    let syncing = std::time::Instant::now();
+    shared.store.sync()?;
+    if entries > 0 {
+        shared
+            .metrics
+            .writer()
+            .committed(entries, syncing.elapsed());
+    }
+    Ok(())
+}
+
+/// Counts an append answered OK: the events it stored (not re-sent ones).
+pub(super) fn count_stored(shared: &Shared, appended: &Appended) {
+    let new_events = appended
+        .already_present
+        .iter()
+        .filter(|present| !**present)
+        .count();
+    shared.metrics.writer().stored(new_events);
 }
 
 /// The seq of an event id: in this round, or in the `ids` tree.
@@ -129,6 +149,7 @@ pub(super) fn run_writer(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, mut
         for (reply, mut answer) in answers {
             if let Ok(appended) = &mut answer {
                 appended.last_seq = durable;
+                count_stored(&shared, appended);
             }
             // A client that went away still had its events stored.
             let _ = reply.send(answer);

@@ -14,6 +14,7 @@
 
 use super::records::{number, Cell, EventValue, Fact, FactValue, FACT_LABELS};
 use crate::error::Result;
+use crate::metrics::CacheLookups;
 use crate::store::{Tree, Write};
 use crate::time::Instant;
 use std::collections::HashMap;
@@ -243,6 +244,9 @@ impl RunBuilder {
 pub struct EventRuns {
     budget: usize,
     state: Mutex<State>,
+    /// `get` finding a run is a hit; finding none (a budget of 0 too) a
+    /// miss.
+    lookups: CacheLookups,
 }
 
 #[derive(Debug, Default)]
@@ -270,12 +274,25 @@ impl EventRuns {
         EventRuns {
             budget,
             state: Mutex::default(),
+            lookups: CacheLookups::default(),
         }
+    }
+
+    /// Counts its hits and misses in `lookups`.
+    pub fn with_lookups(mut self, lookups: CacheLookups) -> EventRuns {
+        self.lookups = lookups;
+        self
     }
 
     /// The run of a prefix, if one is kept; `None` also when the budget is
     /// 0.
     pub fn get(&self, tree: Tree, prefix: &[u8]) -> Option<Arc<Run>> {
+        let run = self.lookup(tree, prefix);
+        self.lookups.record(run.is_some());
+        run
+    }
+
+    fn lookup(&self, tree: Tree, prefix: &[u8]) -> Option<Arc<Run>> {
         if self.budget == 0 {
             return None;
         }

@@ -4,6 +4,7 @@
 
 use crate::engine::{wire_entry, Database};
 use crate::error::Error;
+use crate::metrics::OpenStream;
 use crate::page;
 use crate::proto::timeline_service_server::TimelineService;
 use crate::proto::{self, get_event_request::Selector};
@@ -44,6 +45,14 @@ pub struct Service {
     view_wait: Duration,
 }
 
+/// The permits of a cap on open streams of `kind`: the streams open, and
+/// what `annals_subscriptions_open` reads.
+fn open_streams(db: &Database, kind: OpenStream, max: usize) -> Arc<Semaphore> {
+    let permits = Arc::new(Semaphore::new(max));
+    db.metrics().count_open(kind, &permits, max);
+    permits
+}
+
 /// Open subscriptions a `Service` allows unless told otherwise.
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 1024;
 
@@ -52,12 +61,12 @@ impl Service {
     /// then end with UNAVAILABLE so that the drain can finish.
     pub fn new(db: Database, shutdown: watch::Receiver<bool>) -> Service {
         Service {
+            subscribers: open_streams(&db, OpenStream::Subscribe, DEFAULT_MAX_SUBSCRIBERS),
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            watches: open_streams(&db, OpenStream::Watch, DEFAULT_MAX_SUBSCRIBERS),
+            max_watches: DEFAULT_MAX_SUBSCRIBERS,
             db,
             shutdown,
-            subscribers: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
-            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
-            watches: Arc::new(Semaphore::new(DEFAULT_MAX_SUBSCRIBERS)),
-            max_watches: DEFAULT_MAX_SUBSCRIBERS,
             dispatcher: standing::Dispatcher::default(),
             view_wait: Duration::from_secs(30),
         }
@@ -65,7 +74,7 @@ impl Service {
 
     /// Caps the watches open at once (each holds a task and a channel).
     pub fn with_max_watches(mut self, max_watches: usize) -> Service {
-        self.watches = Arc::new(Semaphore::new(max_watches));
+        self.watches = open_streams(&self.db, OpenStream::Watch, max_watches);
         self.max_watches = max_watches;
         self
     }
@@ -73,7 +82,7 @@ impl Service {
     /// Caps the subscriptions open at once: each holds a task and a
     /// channel, so the cap bounds what idle followers can cost.
     pub fn with_max_subscribers(mut self, max_subscribers: usize) -> Service {
-        self.subscribers = Arc::new(Semaphore::new(max_subscribers));
+        self.subscribers = open_streams(&self.db, OpenStream::Subscribe, max_subscribers);
         self.max_subscribers = max_subscribers;
         self
     }

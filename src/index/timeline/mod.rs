@@ -33,6 +33,7 @@ pub use copy::Timeline;
 use super::keys::{self, Part};
 use super::records::ChangeValue;
 use crate::error::{Error, Result};
+use crate::metrics::CacheLookups;
 use crate::store::{LogStore, Tree, Write};
 use change::{copy_texts, put_compact};
 use copy::{Added, Builder, Strings, Words};
@@ -101,6 +102,9 @@ impl CacheState {
 pub struct TimelineCache {
     state: Mutex<CacheState>,
     budget: usize,
+    /// A walk served by a loaded copy is a hit; one read from the store
+    /// (building a copy or not) a miss.
+    lookups: CacheLookups,
 }
 
 /// How a walk is served.
@@ -118,7 +122,14 @@ impl TimelineCache {
         TimelineCache {
             state: Mutex::new(CacheState::default()),
             budget,
+            lookups: CacheLookups::default(),
         }
+    }
+
+    /// Counts its hits and misses in `lookups`.
+    pub fn with_lookups(mut self, lookups: CacheLookups) -> TimelineCache {
+        self.lookups = lookups;
+        self
     }
 
     /// Held by the writer while it writes a round's derived trees and
@@ -161,6 +172,7 @@ impl TimelineCache {
             Bound::Unbounded => self.source(entity, part),
             _ => self.cached(entity, part),
         };
+        self.lookups.record(matches!(source, Source::Cached(_)));
         match source {
             Source::Cached(timeline) => {
                 if timeline.read().map_err(|_| poisoned())?.unsettled() {
