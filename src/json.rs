@@ -10,7 +10,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
 use std::sync::OnceLock;
 
-fn pool() -> &'static DescriptorPool {
+pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the compiled descriptors decode")

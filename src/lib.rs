@@ -14,6 +14,8 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod console;
+pub mod draw;
 pub mod engine;
 pub mod error;
 pub mod import;

@@ -4,6 +4,7 @@
 use crate::admission::Admission;
 use crate::auth::{self, RequireRole, Tokens};
 use crate::cluster::{self, LogConfig, Stream};
+use crate::console::Console;
 use crate::engine::{Database, Limits};
 use crate::error::Result;
 use crate::metrics::Metered;
@@ -25,10 +26,25 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tonic::codec::CompressionEncoding;
 
+/// Where the console (page, JSON gateway, pictures, `/metrics`,
+/// `/healthz`) is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Http {
+    /// On the gRPC listener: HTTP/1.1 beside HTTP/2 (the default).
+    #[default]
+    Shared,
+    /// On a listener of its own, with the same TLS.
+    Own(SocketAddr),
+    /// Not at all.
+    Off,
+}
+
 /// How a server is set up; the command line fills it in.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The console's listener (`--http`).
+    pub http: Http,
     pub data_dir: PathBuf,
     /// Append the built-in data set to an empty log.
     pub seed: bool,
@@ -89,18 +105,24 @@ impl Config {
     /// Refuses to serve a non-loopback address without tokens, unless
     /// `insecure` says to.
     pub fn check_exposure(&self) -> Result<()> {
-        let loopback = self.listen.ip().to_canonical().is_loopback();
-        if loopback || self.auth.is_some() || self.insecure {
-            return Ok(());
+        let mut exposed = vec![("listen", self.listen)];
+        if let Http::Own(address) = self.http {
+            exposed.push(("http", address));
         }
-        Err(crate::Error::invalid(
-            "listen",
-            format!(
-                "{} is not a loopback address and no --auth-tokens are given: anyone who can reach it could read and append; \
-                 give --auth-tokens FILE (and --tls-cert/--tls-key), or --insecure to serve it open all the same",
-                self.listen
-            ),
-        ))
+        for (field, address) in exposed {
+            let loopback = address.ip().to_canonical().is_loopback();
+            if loopback || self.auth.is_some() || self.insecure {
+                continue;
+            }
+            return Err(crate::Error::invalid(
+                field,
+                format!(
+                    "{address} is not a loopback address and no --auth-tokens are given: anyone who can reach it could read and append; \
+                     give --auth-tokens FILE (and --tls-cert/--tls-key), or --insecure to serve it open all the same"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -108,6 +130,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: "127.0.0.1:50051".parse().expect("a socket address"),
+            http: Http::Shared,
             data_dir: PathBuf::from("./annals-data"),
             seed: true,
             cache_bytes: 256 * 1024 * 1024,
@@ -127,9 +150,11 @@ impl Default for Config {
 /// A running server. Dropping it does not stop it; call `shutdown`.
 pub struct Server {
     local_addr: SocketAddr,
+    /// Where the console is served, if anywhere.
+    console_addr: Option<SocketAddr>,
     db: Database,
     stop: watch::Sender<bool>,
-    task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    tasks: Vec<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
 }
 
 impl Server {
@@ -202,27 +227,27 @@ impl Server {
         }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let routes = routes(db.clone(), stopping.clone(), config, readiness).await;
-        let mut until_stopped = stopping;
-        // Small gRPC frames must not wait for Nagle's algorithm (it costs a
-        // delayed-ACK timeout, ~40 ms, per call); tonic sets TCP_NODELAY only
-        // on listeners it binds itself.
-        let incoming = TcpListenerStream::new(listener).map(|accepted| {
-            accepted.inspect(|stream| {
-                if let Err(error) = stream.set_nodelay(true) {
-                    tracing::warn!(%error, "could not set TCP_NODELAY");
-                }
-            })
-        });
-        let task = tokio::spawn(async move {
-            http.add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = until_stopped.wait_for(|stopping| *stopping).await;
-                })
-                .await
-        });
+        let grpc = routes(db.clone(), stopping.clone(), config, readiness)
+            .await
+            .into_axum_router();
+        let console = Console::new(grpc.clone(), db.clone(), config.auth.clone()).router();
+        let mut tasks = Vec::new();
+        let (routes, console_addr) = match config.http {
+            Http::Shared => (grpc.merge(console), Some(local_addr)),
+            Http::Own(address) => {
+                let listener = TcpListener::bind(address).await?;
+                let console_addr = listener.local_addr()?;
+                let server = http_server(config)?.accept_http1(true);
+                tasks.push(serve(server, listener, console, stopping.clone()));
+                (grpc, Some(console_addr))
+            }
+            Http::Off => (grpc, None),
+        };
+        http = http.accept_http1(config.http == Http::Shared);
+        tasks.push(serve(http, listener, routes, stopping));
         tracing::info!(
             %local_addr,
+            console = ?console_addr,
             last_seq = db.last_seq(),
             tls = config.tls.is_some(),
             auth = config.auth.is_some(),
@@ -230,14 +255,21 @@ impl Server {
         );
         Ok(Server {
             local_addr,
+            console_addr,
             db,
             stop,
-            task,
+            tasks,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the console is served: the gRPC address unless `--http` moved
+    /// it; `None` with `--http off`.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
     }
 
     pub fn database(&self) -> &Database {
@@ -254,21 +286,59 @@ impl Server {
     /// end with UNAVAILABLE), then stops the writer and flushes the log.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
-        let served = self.task.await;
+        let mut served = Vec::new();
+        for task in self.tasks {
+            served.push(task.await);
+        }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.close())
             .await
             .map_err(|error| crate::Error::Storage(format!("closing: {error}")))?;
-        match served {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(crate::Error::Unavailable(format!(
-                "serving failed: {error}"
-            ))),
-            Err(error) => Err(crate::Error::Unavailable(format!(
-                "serving task failed: {error}"
-            ))),
+        for outcome in served {
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    return Err(crate::Error::Unavailable(format!(
+                        "serving failed: {error}"
+                    )))
+                }
+                Err(error) => {
+                    return Err(crate::Error::Unavailable(format!(
+                        "serving task failed: {error}"
+                    )))
+                }
+            }
         }
+        Ok(())
     }
+}
+
+/// Serves `routes` on `listener` until `stopping` turns true.
+fn serve(
+    server: tonic::transport::Server,
+    listener: TcpListener,
+    routes: axum::Router,
+    mut stopping: watch::Receiver<bool>,
+) -> JoinHandle<std::result::Result<(), tonic::transport::Error>> {
+    // Small gRPC frames must not wait for Nagle's algorithm (it costs a
+    // delayed-ACK timeout, ~40 ms, per call); tonic sets TCP_NODELAY only
+    // on listeners it binds itself.
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::warn!(%error, "could not set TCP_NODELAY");
+            }
+        })
+    });
+    let mut server = server;
+    tokio::spawn(async move {
+        server
+            .add_routes(tonic::service::Routes::from(routes))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            })
+            .await
+    })
 }
 
 /// The HTTP/2 server as `config` sets it up: TLS, stream and header

@@ -3,8 +3,9 @@
 
 use super::cluster::LogArgs;
 use super::trust::TrustArgs;
-use super::{import, parse_label, trend, watch};
+use super::{import, parse_label, picture, trend, watch};
 use crate::client::DEFAULT_SERVER;
+use crate::server::Http;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,9 +45,15 @@ pub(super) struct ClientArgs {
 pub(super) enum Command {
     /// Serve the gRPC API (seeding the article's events into an empty log).
     Serve {
-        /// Address to serve gRPC on.
+        /// Address to serve gRPC on (and the console, unless --http says
+        /// otherwise).
         #[arg(long, env = "ANNALS_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// Where to serve the console (web page, JSON gateway, /metrics,
+        /// /healthz): an address of its own, or "off"; default: on the
+        /// gRPC address.
+        #[arg(long, env = "ANNALS_HTTP", value_parser = parse_http)]
+        http: Option<Http>,
         /// Directory of the log and its indexes (created when missing; in
         /// cluster mode, this node's view).
         #[arg(long, env = "ANNALS_DATA_DIR", default_value = "./annals-data")]
@@ -267,6 +274,22 @@ pub(super) enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// An entity's relations and attributes as intervals on a time axis,
+    /// drawn as an SVG file (the console's timeline).
+    Timeline {
+        #[command(flatten)]
+        args: picture::TimelineArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The relation graph at an instant, drawn as an SVG file (the
+    /// console's graph).
+    Graph {
+        #[command(flatten)]
+        args: picture::GraphArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// A standing query: an entity's answer at a time, then each change to it
     /// (back-dated events and corrections included), until Ctrl-C.
     Watch {
@@ -290,6 +313,16 @@ pub(super) enum Command {
     },
 }
 
+/// `--http`: "off", or the console's own address.
+fn parse_http(text: &str) -> Result<Http, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Http::Off);
+    }
+    text.parse()
+        .map(Http::Own)
+        .map_err(|_| format!("{text:?} is neither \"off\" nor an address such as 127.0.0.1:8080"))
+}
+
 impl Command {
     /// How a client command reaches the server; `None` for the commands
     /// that work on a data directory themselves.
@@ -311,6 +344,8 @@ impl Command {
             | Command::Export { client, .. }
             | Command::Import { client, .. }
             | Command::Trend { client, .. }
+            | Command::Timeline { client, .. }
+            | Command::Graph { client, .. }
             | Command::Watch { client, .. }
             | Command::Append { client, .. } => Some(client),
         }

@@ -18,6 +18,7 @@ mod cluster;
 mod commands;
 mod import;
 mod local;
+mod picture;
 mod print;
 mod trend;
 mod trust;
@@ -52,6 +53,7 @@ fn status_text(status: tonic::Status) -> String {
 async fn execute(cli: Cli) -> Outcome {
     if let Command::Serve {
         listen,
+        http,
         data_dir,
         no_seed,
         cache_mb,
@@ -64,6 +66,7 @@ async fn execute(cli: Cli) -> Outcome {
     {
         let config = Config {
             listen,
+            http: http.unwrap_or_default(),
             data_dir,
             seed: !no_seed,
             cache_bytes: cache_mb * 1024 * 1024,
@@ -127,6 +130,8 @@ async fn execute(cli: Cli) -> Outcome {
         | Command::Restore { .. } => unreachable!("handled above"),
         Command::Import { args, .. } => return import::run(Some(&mut client), args, json).await,
         Command::Trend { args, .. } => return trend::run(&mut client, args, json).await,
+        Command::Timeline { args, .. } => return picture::timeline(&mut client, args).await,
+        Command::Graph { args, .. } => return picture::graph(&mut client, args).await,
         Command::Watch { args, .. } => return watch::run(&mut client, args, json).await,
         Command::Export { out, .. } => {
             let mut lines = String::new();

@@ -40,6 +40,10 @@ pub struct TrendArgs {
     /// Only what the log knew at this seq (0: everything).
     #[arg(long, default_value_t = 0)]
     as_of: u64,
+    /// Draw the trend as an SVG file instead ("-" for stdout): the
+    /// console's chart.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,6 +83,15 @@ pub async fn run(client: &mut Client, args: TrendArgs, json: bool) -> Outcome {
         value_label: args.value.clone(),
         as_of_seq: args.as_of,
     };
+    if let Some(path) = &args.svg {
+        let data = crate::draw::ask::trend(client.raw(), request)
+            .await
+            .map_err(status_text)?;
+        let svg = crate::draw::trend(&data)?;
+        super::picture::write(path, &svg)?;
+        super::picture::report(path, &format!("{} buckets", data.counts.buckets.len()));
+        return Ok(());
+    }
     let response = client.count_events(request).await.map_err(status_text)?;
     if json {
         return print_json(&response);

@@ -27,7 +27,7 @@ use tonic::Code;
 /// The methods of `annals.v1.TimelineService`: the only values the
 /// `method` label takes, with `UNKNOWN_METHOD` for any other path (so a
 /// client cannot grow the label set).
-pub(super) const METHODS: [&str; 13] = [
+pub(super) const METHODS: [&str; 14] = [
     "Append",
     "GetEvent",
     "ReadLog",
@@ -36,6 +36,7 @@ pub(super) const METHODS: [&str; 13] = [
     "ListEntities",
     "ListRelations",
     "RelationHistory",
+    "AttributeHistory",
     "ListEvents",
     "Diff",
     "CountEvents",
