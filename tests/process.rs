@@ -202,3 +202,38 @@ fn a_closed_pipe_ends_a_command_quietly() {
     }
     assert!(serve.terminate().success());
 }
+
+#[test]
+fn the_console_pictures_are_drawn_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let timeline = dir.path().join("north-korea.svg");
+    let path = timeline.to_str().unwrap();
+    run(
+        &serve,
+        &[
+            "timeline", "DPRK", "--svg", path, "--from", "1945", "--to", "2025",
+        ],
+    );
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    let document = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    let war = document
+        .descendants()
+        .find(|node| {
+            node.attribute("class") == Some("interval")
+                && node.attribute("data-kind") == Some("co_belligerent")
+        })
+        .expect("the war with china is drawn");
+    assert_eq!(war.attribute("data-to"), Some("1953-07-27"));
+
+    // To stdout with "-": the graph the console draws at that instant.
+    let graph = run(&serve, &["graph", "--at", "1951-06-01", "--svg", "-"]);
+    let document = roxmltree::Document::parse(&graph).expect("well-formed SVG");
+    assert!(document
+        .descendants()
+        .any(|node| node.attribute("class") == Some("edge")
+            && node.attribute("data-kind") == Some("co_belligerent")));
+    let trend = run(&serve, &["trend", "china", "north-korea", "--svg", "-"]);
+    assert!(roxmltree::Document::parse(&trend).is_ok(), "{trend}");
+    assert!(serve.terminate().success());
+}
